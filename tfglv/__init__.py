@@ -1,0 +1,20 @@
+"""tfglv: Decoupling Global and Local Representations via Invertible
+Generative Flows (Ma et al., ICLR 2021) in TensorFlow, TFP and Keras 3.
+
+    import tfglv
+    config = tfglv.configs.get("cifar10", model="glvae")
+    model = tfglv.build_model(config)
+"""
+
+import warnings as _warnings
+
+# TFP's import raises a DeprecationWarning on this stack; it is not ours.
+_warnings.filterwarnings("ignore", category=DeprecationWarning,
+                         module=r"tensorflow_probability.*")
+
+from tfglv import configs  # pylint: disable=g-import-not-at-top
+from tfglv import flows
+from tfglv.model import GLVAE, build_model
+
+__all__ = ["configs", "flows", "GLVAE", "build_model"]
+__version__ = "0.1.0"

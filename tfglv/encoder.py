@@ -1,0 +1,119 @@
+"""Compression encoder q(z|x): a ResNet with batch norm (DESIGN section 2).
+
+Each level is a stride-1 residual block (which sets the level's channels)
+followed by a stride-2 residual block; levels continue until the map is 4x4.
+A block is conv3x3-BN-ELU-conv3x3-BN plus a shortcut (1x1 conv + BN when
+the shape changes), then ELU. Then a 1x1 conv to `out_channels`, ELU,
+flatten, and one dense layer to `2 * d_z`: the mean and log-variance of a
+diagonal Gaussian. That last layer starts near zero so q(z|x) starts close
+to N(0, I). Batch norm statistics are synchronised across replicas.
+"""
+
+import math
+from typing import Sequence
+
+import keras
+import tensorflow as tf
+
+
+class ResidualBlock(keras.layers.Layer):
+  """conv3x3-BN-ELU-conv3x3-BN + shortcut, then ELU."""
+
+  def __init__(self, in_channels: int, channels: int, stride: int = 1,
+               **kwargs):
+    super().__init__(**kwargs)
+    self.in_channels = in_channels
+    self.channels = channels
+    self.stride = stride
+    bn = lambda name: keras.layers.BatchNormalization(
+        synchronized=True, momentum=0.9, epsilon=1e-5, name=name)
+    self.conv1 = keras.layers.Conv2D(channels, 3, strides=stride,
+                                     padding="same", use_bias=False,
+                                     name="conv1")
+    self.bn1 = bn("bn1")
+    self.conv2 = keras.layers.Conv2D(channels, 3, padding="same",
+                                     use_bias=False, name="conv2")
+    self.bn2 = bn("bn2")
+    self.shortcut_conv = self.shortcut_bn = None
+    if stride != 1 or in_channels != channels:
+      self.shortcut_conv = keras.layers.Conv2D(
+          channels, 1, strides=stride, use_bias=False, name="shortcut_conv")
+      self.shortcut_bn = bn("shortcut_bn")
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(in_channels=self.in_channels, channels=self.channels,
+                  stride=self.stride)
+    return config
+
+  def call(self, inputs, training=False):
+    h = keras.activations.elu(self.bn1(self.conv1(inputs), training=training))
+    h = self.bn2(self.conv2(h), training=training)
+    shortcut = inputs
+    if self.shortcut_conv is not None:
+      shortcut = self.shortcut_bn(self.shortcut_conv(inputs),
+                                  training=training)
+    return keras.activations.elu(h + shortcut)
+
+
+class Encoder(keras.layers.Layer):
+  """x in [-1, 1) of shape [N, H, W, C] -> (mean, log_variance), each [N, d_z].
+
+  Args:
+    image_shape: (H, W, C); H and W must equal 4 * 2**len(channels).
+    channels: channels per level.
+    out_channels: channels of the final 1x1 conv.
+    latent_dim: d_z.
+    final_init_stddev: scale of the last layer's initial output.
+  """
+
+  def __init__(self, image_shape: Sequence[int], channels: Sequence[int],
+               out_channels: int, latent_dim: int,
+               final_init_stddev: float = 0.01, **kwargs):
+    super().__init__(**kwargs)
+    height, width, in_channels = image_shape
+    expected = 4 * 2 ** len(channels)
+    if height != expected or width != expected:
+      raise ValueError(
+          f"The encoder with {len(channels)} levels maps {expected}x"
+          f"{expected} images to 4x4; got {height}x{width}. Use "
+          f"{int(math.log2(max(height, 4) // 4))} levels (encoder.channels) "
+          "for this size.")
+    self.image_shape = tuple(image_shape)
+    self.channels = list(channels)
+    self.out_channels = out_channels
+    self.latent_dim = latent_dim
+    self.final_init_stddev = final_init_stddev
+    self.blocks = []
+    c = in_channels
+    for level, width_ in enumerate(channels):
+      self.blocks.append(ResidualBlock(c, width_, 1, name=f"level{level}_a"))
+      self.blocks.append(ResidualBlock(width_, width_, 2,
+                                       name=f"level{level}_b"))
+      c = width_
+    self.top = keras.layers.Conv2D(out_channels, 1, name="top")
+    flat = out_channels * 16
+    self.head = keras.layers.Dense(
+        2 * latent_dim,
+        kernel_initializer=keras.initializers.RandomNormal(
+            stddev=final_init_stddev / math.sqrt(flat)),
+        bias_initializer="zeros", name="head")
+    # Create every variable now, so the model is complete before any data.
+    self(tf.zeros((1,) + self.image_shape, dtype=self.compute_dtype))
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(image_shape=self.image_shape, channels=self.channels,
+                  out_channels=self.out_channels, latent_dim=self.latent_dim,
+                  final_init_stddev=self.final_init_stddev)
+    return config
+
+  def call(self, inputs, training=False):
+    h = inputs
+    for block in self.blocks:
+      h = block(h, training=training)
+    h = keras.activations.elu(self.top(h))
+    h = tf.reshape(h, [-1, self.out_channels * 16])
+    params = self.head(h)
+    mean, log_variance = tf.split(params, 2, axis=-1)
+    return mean, log_variance

@@ -1,0 +1,96 @@
+"""ActNorm: a per-channel affine map with data-dependent initialisation.
+
+    y = x * exp(log_scale) + bias,    log|det dy/dx| = P * sum(log_scale)
+
+over channels (the last axis), where P is the number of positions (H*W for
+images, 1 for vectors). `initialize_from(x)` sets the parameters so that `y`
+has zero mean and unit variance per channel on `x` (Kingma & Dhariwal, 2018).
+The `initialized` flag is a saved variable: a restored model never
+re-initialises, and under a distribution strategy the initialisation runs
+once, in cross-replica context, so every replica holds the same values.
+"""
+
+import keras
+import tensorflow as tf
+
+from tfglv.flows import base
+
+
+class ActNormLayer(keras.layers.Layer):
+  """Owns ActNorm's variables: `log_scale`, `bias` [C] and `initialized`."""
+
+  def __init__(self, num_channels: int, event_rank: int = 3,
+               epsilon: float = 1e-6, **kwargs):
+    super().__init__(**kwargs)
+    if num_channels < 1:
+      raise ValueError(f"num_channels must be >= 1; got {num_channels}.")
+    if event_rank not in (1, 3):
+      raise ValueError(f"event_rank must be 1 (vectors) or 3 (images); got "
+                       f"{event_rank}.")
+    self.num_channels = num_channels
+    self.event_rank = event_rank
+    self.epsilon = epsilon
+    # Set by the model while it runs its one initialisation pass.
+    self.init_mode = False
+    self.log_scale = self.add_weight(
+        shape=(num_channels,), initializer="zeros", name="log_scale")
+    self.bias = self.add_weight(
+        shape=(num_channels,), initializer="zeros", name="bias")
+    self.initialized = self.add_weight(
+        shape=(), initializer="zeros", dtype="int32", trainable=False,
+        name="initialized", aggregation="only_first_replica")
+    self.built = True
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(num_channels=self.num_channels, event_rank=self.event_rank,
+                  epsilon=self.epsilon)
+    return config
+
+  def initialize_from(self, x):
+    """Sets zero-mean, unit-variance outputs on `x` and marks initialised."""
+    axes = list(range(len(x.shape) - 1))
+    mean, variance = tf.nn.moments(tf.cast(x, self.variable_dtype), axes=axes)
+    log_scale = -0.5 * tf.math.log(variance + self.epsilon)
+    self.log_scale.assign(log_scale)
+    self.bias.assign(-mean * tf.exp(log_scale))
+    self.initialized.assign(1)
+
+  @property
+  def bijector(self):
+    return ActNorm(self, name=self.name)
+
+
+class ActNorm(base.FlowBijector):
+  """The ActNorm bijector over the last axis of `x` (see module docstring).
+
+  Args:
+    layer: the `ActNormLayer` holding the variables.
+  """
+
+  def __init__(self, layer: ActNormLayer, validate_args: bool = False,
+               name: str = "act_norm"):
+    parameters = dict(locals())
+    self._layer = layer
+    super().__init__(forward_min_event_ndims=layer.event_rank,
+                     validate_args=validate_args, parameters=parameters,
+                     name=name)
+
+  def _log_det(self, x):
+    log_scale = tf.cast(self._layer.log_scale, x.dtype)
+    per_position = tf.reduce_sum(log_scale)
+    if self._layer.event_rank == 3:
+      per_position = per_position * base.event_size_2d(x)
+    return per_position + base.batch_zeros(x)
+
+  def forward_and_log_det(self, x):
+    if self._layer.init_mode:
+      self._layer.initialize_from(x)
+    log_scale = tf.cast(self._layer.log_scale, x.dtype)
+    bias = tf.cast(self._layer.bias, x.dtype)
+    return x * tf.exp(log_scale) + bias, self._log_det(x)
+
+  def inverse_and_log_det(self, y):
+    log_scale = tf.cast(self._layer.log_scale, y.dtype)
+    bias = tf.cast(self._layer.bias, y.dtype)
+    return (y - bias) * tf.exp(-log_scale), -self._log_det(y)

@@ -1,0 +1,142 @@
+"""Shared machinery of tfglv's flow bijectors.
+
+Every flow piece is a pair:
+  * a Keras layer that owns the variables (Keras 3 variables are not
+    `tf.Variable`s, so a `tf.Module` cannot track them), and
+  * a TFP bijector, built from that layer on demand (`layer.bijector`),
+    that does the invertible math and the log-determinants.
+
+Direction. Bijector `forward` maps data to latent, `x -> v = f(x; z)`: the
+direction the paper trains (DESIGN section 4). The generative direction is
+`inverse`; wrap with `tfb.Invert` to use a flow inside a
+`tfd.TransformedDistribution`.
+
+Conditioning. Conditional pieces take the global code as the keyword `z`
+(`bijector.forward(x, z=z)`); it is passed on every call, never captured.
+
+One pass. TFP computes `forward` and `forward_log_det_jacobian` in separate
+calls, which would run every coupling network twice. `FlowBijector` adds
+`forward_and_log_det` / `inverse_and_log_det` that return both from one pass;
+the TFP methods are thin views of them, and training uses the one-pass form.
+"""
+
+from typing import Optional, Sequence, Tuple
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+tfb = tfp.bijectors
+
+
+class FlowBijector(tfb.Bijector):
+  """A bijector that computes its output and log-det in one pass.
+
+  Subclasses implement `forward_and_log_det(x, **condition)` and
+  `inverse_and_log_det(y, **condition)`, each returning `(output, log_det)`
+  with `log_det` reduced over the event dimensions (shape `[batch]`).
+  """
+
+  #: Whether this bijector uses the keyword `z`.
+  conditional = False
+
+  def forward_and_log_det(self, x, **condition) -> Tuple[tf.Tensor, tf.Tensor]:
+    raise NotImplementedError
+
+  def inverse_and_log_det(self, y, **condition) -> Tuple[tf.Tensor, tf.Tensor]:
+    raise NotImplementedError
+
+  # TFP's protocol, as views of the one-pass methods.
+  def _forward(self, x, **condition):
+    return self.forward_and_log_det(x, **condition)[0]
+
+  def _inverse(self, y, **condition):
+    return self.inverse_and_log_det(y, **condition)[0]
+
+  def _forward_log_det_jacobian(self, x, **condition):
+    return self.forward_and_log_det(x, **condition)[1]
+
+  def _inverse_log_det_jacobian(self, y, **condition):
+    return self.inverse_and_log_det(y, **condition)[1]
+
+
+def batch_zeros(x: tf.Tensor) -> tf.Tensor:
+  """A `[batch]` vector of zeros in `x`'s dtype."""
+  return tf.zeros(tf.shape(x)[:1], dtype=x.dtype)
+
+
+def event_size_2d(x: tf.Tensor) -> tf.Tensor:
+  """Number of spatial positions H*W of an NHWC tensor, in x's dtype."""
+  shape = tf.shape(x)
+  return tf.cast(shape[1] * shape[2], x.dtype)
+
+
+class FlowChain(FlowBijector):
+  """Applies bijectors in order in the forward (data -> latent) direction.
+
+  Unlike `tfb.Chain`, the list is in application order, the condition `z`
+  reaches every conditional member, and the log-det is accumulated from the
+  one-pass methods.
+  """
+
+  def __init__(self, bijectors: Sequence[FlowBijector],
+               forward_min_event_ndims: int = 3, validate_args: bool = False,
+               name: str = "flow_chain"):
+    parameters = dict(locals())
+    if not bijectors:
+      raise ValueError("FlowChain needs at least one bijector.")
+    self._bijectors = list(bijectors)
+    self.conditional = any(b.conditional for b in self._bijectors)
+    super().__init__(forward_min_event_ndims=forward_min_event_ndims,
+                     validate_args=validate_args, parameters=parameters,
+                     name=name)
+
+  @property
+  def bijectors(self):
+    return list(self._bijectors)
+
+  @staticmethod
+  def _condition_for(bijector, condition):
+    return condition if bijector.conditional else {}
+
+  def forward_and_log_det(self, x, **condition):
+    log_det = None
+    for bijector in self._bijectors:
+      x, ldj = bijector.forward_and_log_det(
+          x, **self._condition_for(bijector, condition))
+      log_det = ldj if log_det is None else log_det + ldj
+    return x, log_det
+
+  def inverse_and_log_det(self, y, **condition):
+    log_det = None
+    for bijector in reversed(self._bijectors):
+      y, ldj = bijector.inverse_and_log_det(
+          y, **self._condition_for(bijector, condition))
+      log_det = ldj if log_det is None else log_det + ldj
+    return y, log_det
+
+
+class OnTrailingChannels(FlowBijector):
+  """Applies `bijector` to channels `[start:]`; channels `[:start]` pass."""
+
+  def __init__(self, bijector: FlowBijector, start: int,
+               validate_args: bool = False, name: Optional[str] = None):
+    parameters = dict(locals())
+    if start < 0:
+      raise ValueError(f"start must be >= 0; got {start}.")
+    self._bijector = bijector
+    self._start = start
+    self.conditional = bijector.conditional
+    super().__init__(
+        forward_min_event_ndims=bijector.forward_min_event_ndims,
+        validate_args=validate_args, parameters=parameters,
+        name=name or "on_trailing_channels")
+
+  def forward_and_log_det(self, x, **condition):
+    kept, moved = x[..., :self._start], x[..., self._start:]
+    moved, log_det = self._bijector.forward_and_log_det(moved, **condition)
+    return tf.concat([kept, moved], axis=-1), log_det
+
+  def inverse_and_log_det(self, y, **condition):
+    kept, moved = y[..., :self._start], y[..., self._start:]
+    moved, log_det = self._bijector.inverse_and_log_det(moved, **condition)
+    return tf.concat([kept, moved], axis=-1), log_det

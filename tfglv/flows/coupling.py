@@ -1,0 +1,275 @@
+"""Conditional affine (and additive) coupling (DESIGN section 4).
+
+The channels of `x` are split into a conditioning part `x_a` and a
+transformed part `x_b`. A network reads `x_a` and the global code `z` and
+outputs `[shift, u]` (two contiguous halves):
+
+    scale = alpha * tanh(u / 2) + 1           (in (1 - alpha, 1 + alpha))
+    y_b   = scale * x_b + shift,   y_a = x_a
+    log|det dy/dx| = sum(log scale)
+
+The additive variant has `scale = 1` and a zero log-det (5-bit tables).
+
+Split patterns over C channels, with `n_b = C // factor` transformed:
+  * continuous/up: the first C - n_b channels condition the rest;
+  * continuous/down: the last C - n_b channels condition the first n_b;
+  * alternate/up: even-indexed channels condition odd-indexed ones;
+  * alternate/down: odd-indexed channels condition even-indexed ones.
+Alternate needs factor 2 and an even C; with odd C it falls back to
+continuous (as the authors' code does).
+
+The network of an image coupling is
+  Conv3x3(hidden, no bias) - ELU - Conv1x1(hidden, no bias) + Dense(z)
+  - ELU - Conv3x3(out)
+with the last convolution zero-initialised, so every coupling starts as the
+identity. `Dense(z)` adds a per-channel vector at every pixel; each coupling
+has its own. Vector couplings (the prior on z) use an MLP
+`Dense(H) - ELU - Dense(H) - ELU - Dense(out)`, last layer zero-initialised.
+
+The network may compute in bfloat16 (`net_dtype="mixed_bfloat16"`): its
+output is cast to float32 before the affine update, and the inverse runs the
+same network on the same `x_a`, so inversion stays exact.
+"""
+
+from typing import Optional
+
+import keras
+import tensorflow as tf
+
+from tfglv.flows import base
+
+SPLITS = ("continuous", "alternate")
+ORDERS = ("up", "down")
+TRANSFORMS = ("affine", "additive")
+
+
+class ConvCouplingNetwork(keras.layers.Layer):
+  """Conv3x3 - ELU - Conv1x1 (+ Dense(z)) - ELU - Conv3x3, last layer zero."""
+
+  def __init__(self, in_channels: int, out_channels: int, hidden_channels: int,
+               condition_dim: int = 0, **kwargs):
+    super().__init__(**kwargs)
+    self.in_channels = in_channels
+    self.out_channels = out_channels
+    self.hidden_channels = hidden_channels
+    self.condition_dim = condition_dim
+    policy = self.dtype_policy
+    self.conv_in = keras.layers.Conv2D(
+        hidden_channels, 3, padding="same", use_bias=False, dtype=policy,
+        name="conv_in")
+    self.conv_hidden = keras.layers.Conv2D(
+        hidden_channels, 1, use_bias=False, dtype=policy, name="conv_hidden")
+    self.condition_projection = None
+    if condition_dim:
+      self.condition_projection = keras.layers.Dense(
+          hidden_channels, dtype=policy, name="condition_projection")
+      self.condition_projection.build((None, condition_dim))
+    self.conv_out = keras.layers.Conv2D(
+        out_channels, 3, padding="same", kernel_initializer="zeros",
+        bias_initializer="zeros", dtype=policy, name="conv_out")
+    self.conv_in.build((None, None, None, in_channels))
+    self.conv_hidden.build((None, None, None, hidden_channels))
+    self.conv_out.build((None, None, None, hidden_channels))
+    self.built = True
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(in_channels=self.in_channels, out_channels=self.out_channels,
+                  hidden_channels=self.hidden_channels,
+                  condition_dim=self.condition_dim)
+    return config
+
+  def call(self, inputs, condition=None):
+    h = keras.activations.elu(self.conv_in(inputs))
+    h = self.conv_hidden(h)
+    if self.condition_projection is not None:
+      if condition is None:
+        raise ValueError("This coupling is conditional: pass z.")
+      h = h + self.condition_projection(condition)[:, None, None, :]
+    h = keras.activations.elu(h)
+    return self.conv_out(h)
+
+
+class MLPCouplingNetwork(keras.layers.Layer):
+  """Dense(H) - ELU - Dense(H) - ELU - Dense(out), last layer zero."""
+
+  def __init__(self, in_channels: int, out_channels: int, hidden_channels: int,
+               condition_dim: int = 0, **kwargs):
+    super().__init__(**kwargs)
+    if condition_dim:
+      raise ValueError("MLP couplings (the prior on z) are unconditional; "
+                       f"got condition_dim={condition_dim}.")
+    self.in_channels = in_channels
+    self.out_channels = out_channels
+    self.hidden_channels = hidden_channels
+    self.condition_dim = 0
+    policy = self.dtype_policy
+    self.dense_in = keras.layers.Dense(hidden_channels, dtype=policy,
+                                       name="dense_in")
+    self.dense_hidden = keras.layers.Dense(hidden_channels, dtype=policy,
+                                           name="dense_hidden")
+    self.dense_out = keras.layers.Dense(
+        out_channels, kernel_initializer="zeros", bias_initializer="zeros",
+        dtype=policy, name="dense_out")
+    self.dense_in.build((None, in_channels))
+    self.dense_hidden.build((None, hidden_channels))
+    self.dense_out.build((None, hidden_channels))
+    self.built = True
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(in_channels=self.in_channels, out_channels=self.out_channels,
+                  hidden_channels=self.hidden_channels)
+    return config
+
+  def call(self, inputs, condition=None):
+    h = keras.activations.elu(self.dense_in(inputs))
+    h = keras.activations.elu(self.dense_hidden(h))
+    return self.dense_out(h)
+
+
+class CouplingLayer(keras.layers.Layer):
+  """Owns a coupling's network; `bijector` does the math.
+
+  Args:
+    num_channels: C, the size of the last axis of x.
+    hidden_channels: width of the coupling network.
+    split: "continuous" or "alternate".
+    order: "up" or "down".
+    factor: 1/fraction of channels transformed (2; M-j in prior blocks).
+    transform: "affine" or "additive".
+    alpha: bound of the scale, in (0, 1].
+    condition_dim: d_z, or 0 for an unconditional coupling.
+    event_rank: 3 for images (conv network), 1 for vectors (MLP).
+    net_dtype: Keras dtype policy of the network (e.g. "mixed_bfloat16").
+  """
+
+  def __init__(self, num_channels: int, hidden_channels: int,
+               split: str = "continuous", order: str = "up", factor: int = 2,
+               transform: str = "affine", alpha: float = 1.0,
+               condition_dim: int = 0, event_rank: int = 3,
+               net_dtype: Optional[str] = None, **kwargs):
+    super().__init__(**kwargs)
+    if split not in SPLITS:
+      raise ValueError(f"Unknown split {split!r}; allowed: {', '.join(SPLITS)}.")
+    if order not in ORDERS:
+      raise ValueError(f"Unknown order {order!r}; allowed: {', '.join(ORDERS)}.")
+    if transform not in TRANSFORMS:
+      raise ValueError(f"Unknown transform {transform!r}; allowed: "
+                       f"{', '.join(TRANSFORMS)}.")
+    if not 0.0 < alpha <= 1.0:
+      raise ValueError(f"alpha must be in (0, 1]; got {alpha}.")
+    if factor < 2 or num_channels < factor:
+      raise ValueError(f"factor must be in [2, num_channels={num_channels}]; "
+                       f"got {factor}.")
+    if event_rank not in (1, 3):
+      raise ValueError(f"event_rank must be 1 or 3; got {event_rank}.")
+    if split == "alternate" and factor != 2:
+      raise ValueError("The alternate split needs factor 2; "
+                       f"got factor {factor}.")
+    self.num_channels = num_channels
+    self.hidden_channels = hidden_channels
+    self.requested_split = split
+    # Odd channel counts cannot alternate evenly: fall back to continuous.
+    self.split = "continuous" if num_channels % 2 else split
+    self.order = order
+    self.factor = factor
+    self.transform = transform
+    self.alpha = alpha
+    self.condition_dim = condition_dim
+    self.event_rank = event_rank
+    self.net_dtype = net_dtype
+    self.num_transformed = num_channels // factor
+    self.num_conditioning = num_channels - self.num_transformed
+    out = self.num_transformed * (2 if transform == "affine" else 1)
+    network = ConvCouplingNetwork if event_rank == 3 else MLPCouplingNetwork
+    self.network = network(self.num_conditioning, out, hidden_channels,
+                           condition_dim=condition_dim,
+                           dtype=net_dtype or self.dtype_policy,
+                           name="network")
+    self.built = True
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(num_channels=self.num_channels,
+                  hidden_channels=self.hidden_channels,
+                  split=self.requested_split, order=self.order,
+                  factor=self.factor, transform=self.transform,
+                  alpha=self.alpha, condition_dim=self.condition_dim,
+                  event_rank=self.event_rank, net_dtype=self.net_dtype)
+    return config
+
+  def split_channels(self, x):
+    """Returns (conditioning, transformed) parts of x."""
+    if self.split == "alternate":
+      pairs = tf.reshape(
+          x, tf.concat([tf.shape(x)[:-1], [self.num_channels // 2, 2]], 0))
+      even, odd = pairs[..., 0], pairs[..., 1]
+      return (even, odd) if self.order == "up" else (odd, even)
+    if self.order == "up":
+      return x[..., :self.num_conditioning], x[..., self.num_conditioning:]
+    return x[..., self.num_transformed:], x[..., :self.num_transformed]
+
+  def merge_channels(self, conditioning, transformed):
+    """Inverse of `split_channels`."""
+    if self.split == "alternate":
+      even, odd = ((conditioning, transformed) if self.order == "up" else
+                   (transformed, conditioning))
+      pairs = tf.stack([even, odd], axis=-1)
+      return tf.reshape(
+          pairs, tf.concat([tf.shape(even)[:-1], [self.num_channels]], 0))
+    if self.order == "up":
+      return tf.concat([conditioning, transformed], axis=-1)
+    return tf.concat([transformed, conditioning], axis=-1)
+
+  @property
+  def bijector(self):
+    return AffineCoupling(self, name=self.name)
+
+
+class AffineCoupling(base.FlowBijector):
+  """The coupling bijector of a `CouplingLayer` (see module docstring)."""
+
+  def __init__(self, layer: CouplingLayer, validate_args: bool = False,
+               name: str = "affine_coupling"):
+    parameters = dict(locals())
+    self._layer = layer
+    self.conditional = bool(layer.condition_dim)
+    super().__init__(forward_min_event_ndims=layer.event_rank,
+                     validate_args=validate_args, parameters=parameters,
+                     name=name)
+
+  def _shift_and_scale(self, conditioning, z):
+    layer = self._layer
+    params = layer.network(conditioning, z)
+    params = tf.cast(params, conditioning.dtype)
+    if layer.transform == "additive":
+      return params, None
+    n = layer.num_transformed
+    shift, u = params[..., :n], params[..., n:]
+    scale = layer.alpha * tf.tanh(u / 2.0) + 1.0
+    return shift, scale
+
+  def _log_det(self, scale, x):
+    if scale is None:
+      return base.batch_zeros(x)
+    axes = list(range(1, len(scale.shape)))
+    return tf.reduce_sum(tf.math.log(scale), axis=axes)
+
+  def forward_and_log_det(self, x, z=None):
+    conditioning, transformed = self._layer.split_channels(x)
+    shift, scale = self._shift_and_scale(conditioning, z)
+    if scale is not None:
+      transformed = transformed * scale
+    transformed = transformed + shift
+    y = self._layer.merge_channels(conditioning, transformed)
+    return y, self._log_det(scale, x)
+
+  def inverse_and_log_det(self, y, z=None):
+    conditioning, transformed = self._layer.split_channels(y)
+    shift, scale = self._shift_and_scale(conditioning, z)
+    transformed = transformed - shift
+    if scale is not None:
+      transformed = transformed / scale
+    x = self._layer.merge_channels(conditioning, transformed)
+    return x, -self._log_det(scale, y)
