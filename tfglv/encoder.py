@@ -15,6 +15,8 @@ from typing import Sequence
 import keras
 import tensorflow as tf
 
+from tfglv.flows import tracking
+
 
 class ResidualBlock(keras.layers.Layer):
   """conv3x3-BN-ELU-conv3x3-BN + shortcut, then ELU."""
@@ -87,9 +89,9 @@ class Encoder(keras.layers.Layer):
     self.blocks = []
     c = in_channels
     for level, width_ in enumerate(channels):
-      self.blocks.append(ResidualBlock(c, width_, 1, name=f"level{level}_a"))
-      self.blocks.append(ResidualBlock(width_, width_, 2,
-                                       name=f"level{level}_b"))
+      for block in (ResidualBlock(c, width_, 1, name=f"level{level}_a"),
+                    ResidualBlock(width_, width_, 2, name=f"level{level}_b")):
+        self.blocks.append(tracking.register(self, block))
       c = width_
     self.top = keras.layers.Conv2D(out_channels, 1, name="top")
     flat = out_channels * 16

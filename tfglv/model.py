@@ -32,6 +32,7 @@ from tfglv.flows import actnorm
 from tfglv.flows import base
 from tfglv.flows import conv1x1
 from tfglv.flows import multiscale
+from tfglv.flows import tracking
 
 
 class LatentGaussian(keras.layers.Layer):
@@ -50,7 +51,7 @@ class LatentGaussian(keras.layers.Layer):
                                  bias_initializer="zeros",
                                  name=f"piece{index}")
       dense.build((None, latent_dim))
-      self.projections.append(dense)
+      self.projections.append(tracking.register(self, dense))
     self.built = True
 
   def get_config(self):

@@ -19,6 +19,7 @@ from tfglv.flows import actnorm
 from tfglv.flows import base
 from tfglv.flows import conv1x1
 from tfglv.flows import coupling
+from tfglv.flows import tracking
 
 
 def standard_normal_log_prob(x):
@@ -46,7 +47,7 @@ class PriorFlowLayer(keras.layers.Layer):
                   alpha=alpha, event_rank=1, dtype=policy)
     self.steps = []
     for k in range(num_steps):
-      self.steps.append([
+      self.steps.append([tracking.register(self, layer) for layer in [
           actnorm.ActNormLayer(latent_dim, event_rank=1, dtype=policy,
                                name=f"step{k}_actnorm_in"),
           conv1x1.InvertibleConv1x1Layer(latent_dim, event_rank=1,
@@ -65,7 +66,7 @@ class PriorFlowLayer(keras.layers.Layer):
           coupling.CouplingLayer(split="alternate", order="down",
                                  name=f"step{k}_coupling_alternate_down",
                                  **common),
-      ])
+      ]])
     self.built = True
 
   def get_config(self):

@@ -18,7 +18,7 @@ bytes, and train and test come from different seeds.
     images["palette"]  # int64 [N], index into PALETTES
 """
 
-from typing import Dict
+from typing import Dict, Sequence, Union
 
 import numpy as np
 
@@ -85,14 +85,15 @@ def _palette_colours(channels: int) -> np.ndarray:
 
 
 def generate(num_examples: int, image_size: int, channels: int,
-             seed: int) -> Dict[str, np.ndarray]:
+             seed: Union[int, Sequence[int]]) -> Dict[str, np.ndarray]:
   """Renders `num_examples` images; deterministic given all arguments.
 
   Args:
     num_examples: N >= 1.
     image_size: side of the square images, >= 8.
     channels: 1 (grey) or 3 (RGB); other counts repeat the grey value.
-    seed: seeds the RandomState that draws every factor and all noise.
+    seed: int or ints seeding the RandomState that draws every factor and
+      all noise.
 
   Returns:
     dict with "image" uint8 [N, H, W, C], and int64 [N] "label" (== "shape"),

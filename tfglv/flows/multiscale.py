@@ -25,6 +25,7 @@ from tfglv.flows import base
 from tfglv.flows import conv1x1
 from tfglv.flows import coupling
 from tfglv.flows import glow_step
+from tfglv.flows import tracking
 
 
 class PriorBlockLayer(keras.layers.Layer):
@@ -142,18 +143,18 @@ class MultiScaleFlowLayer(keras.layers.Layer):
       blocks_steps, blocks_priors = [], []
       for sub_index, n in enumerate(sub_blocks):
         blocks_steps.append([
-            glow_step.GlowStepLayer(c, hidden, name=f"level{index}_block"
-                                    f"{sub_index}_step{k}", **common)
-            for k in range(n)
+            tracking.register(self, glow_step.GlowStepLayer(
+                c, hidden, name=f"level{index}_block{sub_index}_step{k}",
+                **common)) for k in range(n)
         ])
         if internal:
           factor = num_prior_blocks - sub_index
           if c // factor < 1:
             raise ValueError(f"Level {index} has too few channels ({c}) to "
                              f"factor out with M={num_prior_blocks}.")
-          prior = PriorBlockLayer(c, factor, hidden,
-                                  name=f"level{index}_prior{sub_index}",
-                                  **common)
+          prior = tracking.register(self, PriorBlockLayer(
+              c, factor, hidden, name=f"level{index}_prior{sub_index}",
+              **common))
           blocks_priors.append(prior)
           c = prior.num_kept
       self.level_steps.append(blocks_steps)

@@ -1,0 +1,235 @@
+"""The model: variables, parameter counts, objective, round trips, state."""
+
+import math
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+import tfglv
+import flow_checks
+
+CIFAR = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
+                     "cifar10_subset.npz")
+
+
+def _images(config, n=8, seed=0):
+  rng = np.random.RandomState(seed)
+  return tf.constant(rng.randint(0, 256, (n, *config.image_shape)), tf.uint8)
+
+
+def _expected_trainable_variables(config):
+  """Counted from the architecture of DESIGN sections 2-4, independently."""
+  conditional = config.model == "glvae"
+  coupling = 4 + (2 if conditional else 0)
+  step = 2 * 2 + 1 + 4 * coupling
+  prior_block = 1 + coupling + 2
+  count = 0
+  for level in config.decoder.num_steps:
+    blocks = level if isinstance(level, list) else [level]
+    count += sum(blocks) * step
+    if isinstance(level, list):
+      count += len(blocks) * prior_block
+  if config.model == "glow":
+    return count
+  count += config.prior.num_steps * (2 * 2 + 1 + 4 * 6)
+  in_channels = config.channels
+  for width in config.encoder.channels:
+    count += 6 + (3 if in_channels != width else 0)  # stride-1 block
+    count += 6 + 3  # stride-2 block always has a shortcut
+    in_channels = width
+  count += 2 + 2  # top 1x1 conv, head dense
+  if config.model == "glvae_prior_only":
+    count += 2 * (len(config.decoder.num_steps) - 1)
+  return count
+
+
+@pytest.mark.parametrize("model_name", tfglv.configs.MODEL_VARIANTS)
+def test_exact_trainable_variable_count_and_every_variable_trains(model_name):
+  config = tfglv.configs.get("tiny", model=model_name)
+  model = tfglv.build_model(config)
+  assert len(model.trainable_variables) == _expected_trainable_variables(config)
+  images = _images(config, 16)
+  assert model.initialize(images)
+  # Zero-initialised last layers give zero gradients to the layers before
+  # them at the very first step; move off the identity init first.
+  flow_checks.perturb(model.trainable_variables, stddev=0.02)
+  before = [v.numpy().copy() for v in model.trainable_variables]
+  optimizer = keras.optimizers.Adam(1e-3)
+  with tf.GradientTape() as tape:
+    loss = tf.reduce_mean(model.compute_losses(images, 0, training=True)["loss"])
+  grads = tape.gradient(loss, model.trainable_variables)
+  assert all(g is not None for g in grads)
+  optimizer.apply_gradients(zip(grads, model.trainable_variables))
+  unchanged = [v.path for v, b in zip(model.trainable_variables, before)
+               if np.array_equal(v.numpy(), b)]
+  assert not unchanged
+
+
+@pytest.mark.parametrize("model_name,target", [("glvae", 51.86e6),
+                                               ("glow", 46.52e6)])
+def test_cifar10_parameter_counts(model_name, target):
+  model = tfglv.build_model(tfglv.configs.get("cifar10", model=model_name))
+  count = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+  assert abs(count - target) / target < 0.01, count
+
+
+@pytest.mark.parametrize("model_name", tfglv.configs.MODEL_VARIANTS)
+def test_objective_terms(model_name):
+  config = tfglv.configs.get("tiny", model=model_name)
+  model = tfglv.build_model(config)
+  images = _images(config)
+  model.initialize(images)
+  flow_checks.perturb(model.trainable_variables, stddev=0.02)
+  out = model.compute_losses(images, [1, 2], num_samples=4)
+  for key in ("loss", "nll", "kl", "iw_loss"):
+    assert out[key].shape == (8,) and np.all(np.isfinite(out[key].numpy()))
+  np.testing.assert_allclose(out["loss"].numpy(),
+                             (out["nll"] + out["kl"]).numpy(), rtol=1e-5)
+  # Jensen: the importance-weighted bound is never looser than the ELBO.
+  assert np.all(out["iw_loss"].numpy() <= out["loss"].numpy() + 1e-5)
+  if model_name == "glow":
+    np.testing.assert_array_equal(out["kl"].numpy(), 0.0)
+  else:
+    assert np.all(out["iw_loss"].numpy() < out["loss"].numpy())
+  # Same seed, same numbers; another seed, other noise.
+  again = model.compute_losses(images, [1, 2], num_samples=4)
+  np.testing.assert_array_equal(again["loss"].numpy(), out["loss"].numpy())
+  other = model.compute_losses(images, [1, 3], num_samples=4)
+  assert not np.array_equal(other["loss"].numpy(), out["loss"].numpy())
+
+
+def test_glow_likelihood_matches_tfp_transformed_distribution():
+  config = tfglv.configs.get("tiny", model="glow")
+  model = tfglv.build_model(config)
+  images = _images(config)
+  model.initialize(images)
+  flow_checks.perturb(model.trainable_variables, stddev=0.02)
+  x = model._to_flow_range(model._bins(images), 0.5)
+  distribution = tfp.distributions.TransformedDistribution(
+      tfp.distributions.Independent(
+          tfp.distributions.Normal(tf.zeros(config.image_shape), 1.0), 3),
+      tfp.bijectors.Invert(model.decoder_bijector))
+  log_prob = distribution.log_prob(x)
+  # bits/dim of the bin-centre point with the n_bits Jacobian.
+  dims = np.prod(config.image_shape)
+  expected = (-log_prob + dims * math.log(128.0)) / (dims * math.log(2.0))
+  v, ldj = model.decoder_bijector.forward_and_log_det(tf.identity(x))
+  ours = (-(tfglv.prior.standard_normal_log_prob(v) + ldj) +
+          dims * math.log(128.0)) / (dims * math.log(2.0))
+  np.testing.assert_allclose(ours.numpy(), expected.numpy(), rtol=1e-5)
+
+
+def test_uniform_dequantization_bits_per_dim_of_untrained_glow_is_sane():
+  # An identity flow on N(0, I): about log2(128) + 0.5*log2(2*pi*e) - ... ;
+  # anything far outside [6, 12] bits/dim means a wrong Jacobian term.
+  config = tfglv.configs.get("tiny", model="glow")
+  model = tfglv.build_model(config)
+  bpd = model.bits_per_dim(_images(config), num_samples=1).numpy()
+  assert np.all((bpd > 6) & (bpd < 12)), bpd
+
+
+@pytest.mark.parametrize("model_name", tfglv.configs.MODEL_VARIANTS)
+def test_encode_decode_exact_and_sample(model_name):
+  config = tfglv.configs.get("tiny", model=model_name)
+  model = tfglv.build_model(config)
+  images = _images(config)
+  model.initialize(images)
+  flow_checks.perturb(model.trainable_variables, stddev=0.03)
+  z, v = model.encode(images)
+  assert z.shape == (8, 0 if model_name == "glow" else config.latent_dim)
+  assert v.shape == (8, *config.image_shape) and v.dtype == tf.float32
+  np.testing.assert_array_equal(model.decode(z, tf.identity(v)).numpy(),
+                                images.numpy())
+  samples = model.sample(4, temperature=0.7, seed=3)
+  assert samples.shape == (4, *config.image_shape) and samples.dtype == tf.uint8
+  np.testing.assert_array_equal(samples.numpy(),
+                                model.sample(4, temperature=0.7, seed=3))
+
+
+def test_five_bit_round_trip_and_grid():
+  config = tfglv.configs.get("tiny", n_bits=5, decoder__coupling="additive")
+  model = tfglv.build_model(config)
+  images = _images(config)
+  model.initialize(images)
+  flow_checks.perturb(model.trainable_variables, stddev=0.03)
+  z, v = model.encode(images)
+  decoded = model.decode(z, v).numpy()
+  np.testing.assert_array_equal(decoded, (images.numpy() >> 3) << 3)
+  assert np.all(model.sample(2, seed=0).numpy() % 8 == 0)
+
+
+@pytest.mark.skipif(not os.path.exists(CIFAR),
+                    reason="real CIFAR subset (../shared/data) is absent")
+def test_cifar10_glvae_round_trip_on_real_images_with_perturbed_weights():
+  config = tfglv.configs.get("cifar10")
+  model = tfglv.build_model(config)
+  images = tf.constant(np.load(CIFAR)["x_test"][:8])
+  model.initialize(images)
+  flow_checks.perturb(model.trainable_variables, stddev=0.1, seed=1,
+                      per_fan_in=True)
+  x = model._to_flow_range(model._bins(images), 0.5)
+  z, _ = model.posterior(images)
+  v, _ = model.decoder_bijector.forward_and_log_det(x, z=z)
+  assert np.abs(v.numpy() - x.numpy()).max() > 0.1  # far from identity
+  x_back, _ = model.decoder_bijector.inverse_and_log_det(tf.identity(v), z=z)
+  error = np.abs(x_back.numpy() - x.numpy()).max()
+  print(f"cifar10 glvae float32 round-trip max error: {error:.3g}")
+  assert error <= 1e-4, error
+  np.testing.assert_array_equal(model.decode(z, tf.identity(v)).numpy(),
+                                images.numpy())
+
+
+def test_checkpoint_restore_keeps_outputs_and_actnorm_initialised(tmp_path):
+  config = tfglv.configs.get("tiny")
+  model = tfglv.build_model(config)
+  images = _images(config)
+  model.initialize(images)
+  flow_checks.perturb(model.trainable_variables, stddev=0.03)
+  path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
+  tfglv.configs.save(config, str(tmp_path / "config.json"))
+
+  restored = tfglv.build_model(tfglv.configs.load(str(tmp_path / "config.json")))
+  assert not restored.is_initialized
+  tf.train.Checkpoint(model=restored).restore(path).assert_existing_objects_matched()
+  assert restored.is_initialized
+  assert not restored.initialize(_images(config, seed=5))  # no re-init
+  for key in ("loss", "kl"):
+    np.testing.assert_array_equal(
+        restored.compute_losses(images, 7)[key].numpy(),
+        model.compute_losses(images, 7)[key].numpy())
+  z, v = model.encode(images)
+  z2, v2 = restored.encode(images)
+  np.testing.assert_array_equal(z.numpy(), z2.numpy())
+  np.testing.assert_array_equal(v.numpy(), v2.numpy())
+
+
+@pytest.mark.parametrize("bad,message", [
+    (np.zeros((2, 16, 16, 3), np.float32), "must be uint8"),
+    (np.zeros((16, 16, 3), np.uint8), "rank 4"),
+    (np.zeros((2, 32, 32, 3), np.uint8), r"shape \[N, 16, 16, 3\]"),
+    (np.zeros((2, 16, 16, 1), np.uint8), r"shape \[N, 16, 16, 3\]"),
+])
+def test_bad_images_are_rejected(bad, message):
+  model = tfglv.build_model(tfglv.configs.get("tiny"))
+  with pytest.raises(ValueError, match=message):
+    model.encode(bad)
+  with pytest.raises(ValueError, match=message):
+    model.bits_per_dim(bad)
+
+
+def test_bad_sampling_and_latent_arguments():
+  config = tfglv.configs.get("tiny")
+  model = tfglv.build_model(config)
+  for temperature in (0.0, -0.5):
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+      model.sample(2, temperature=temperature)
+  with pytest.raises(ValueError, match="num_samples must be >= 1"):
+    model.sample(0)
+  with pytest.raises(ValueError, match=r"v must be float32 \[N, 16, 16, 3\]"):
+    model.decode(tf.zeros([1, 8]), tf.zeros([1, 8, 8, 3]))
+  with pytest.raises(ValueError, match=r"z must be float32 \[N, 8\]"):
+    model.decode(tf.zeros([1, 5]), tf.zeros([1, 16, 16, 3]))

@@ -1,0 +1,152 @@
+"""Run directories: the resolved config, checkpoints and their restore.
+
+A workdir holds:
+
+    <workdir>/config.json        the resolved Config of the run
+    <workdir>/checkpoints/       tf.train.CheckpointManager files
+
+A checkpoint saves the model (with ActNorm's `initialized` flags), the
+optimizer (its update counter drives the learning-rate schedule), the
+trainer's `step` and `skipped_steps`. The data position and the random
+seeds are functions of `step`, so restoring a checkpoint resumes a run
+exactly.
+
+Other tools rebuild a trained model from a workdir alone:
+
+    config, model, step = restore_from_workdir("/tmp/tfglv_tiny")
+"""
+
+import os
+from typing import Dict, Optional, Tuple
+
+from absl import logging
+import tensorflow as tf
+
+from tfglv import configs
+from tfglv import model as model_lib
+
+CONFIG_FILE = "config.json"
+CHECKPOINT_DIR = "checkpoints"
+# Fields that define the model; a checkpoint only fits a config that agrees
+# on all of them. `train` and `data` fields may change between runs.
+_RUN_SECTIONS = ("train.", "data.")
+
+
+def config_path(workdir: str) -> str:
+  return os.path.join(workdir, CONFIG_FILE)
+
+
+def checkpoint_directory(workdir: str) -> str:
+  return os.path.join(workdir, CHECKPOINT_DIR)
+
+
+def make_checkpoint(model, optimizer=None, step: Optional[tf.Variable] = None,
+                    skipped_steps: Optional[tf.Variable] = None
+                    ) -> tf.train.Checkpoint:
+  """The training state as one `tf.train.Checkpoint`."""
+  state = {"model": model}
+  if optimizer is not None:
+    state["optimizer"] = optimizer
+  if step is not None:
+    state["step"] = step
+  if skipped_steps is not None:
+    state["skipped_steps"] = skipped_steps
+  return tf.train.Checkpoint(**state)
+
+
+def _flatten(values: Dict, prefix: str = "") -> Dict:
+  flat = {}
+  for key, value in values.items():
+    if isinstance(value, dict):
+      flat.update(_flatten(value, f"{prefix}{key}."))
+    else:
+      flat[prefix + key] = value
+  return flat
+
+
+def config_differences(old: configs.Config, new: configs.Config) -> Dict:
+  """{field: (old value, new value)} for every field that differs."""
+  old_flat = _flatten(configs.to_dict(old))
+  new_flat = _flatten(configs.to_dict(new))
+  return {key: (old_flat.get(key), new_flat.get(key))
+          for key in sorted(set(old_flat) | set(new_flat))
+          if old_flat.get(key) != new_flat.get(key)}
+
+
+def _describe(differences: Dict) -> str:
+  return "; ".join(f"{key}: {old!r} -> {new!r}"
+                   for key, (old, new) in differences.items())
+
+
+def check_resume_config(workdir: str, config: configs.Config) -> Dict:
+  """Checks that `config` may continue the run in `workdir`.
+
+  Returns the differences in `train`/`data` fields (allowed, e.g. a longer
+  `train.num_steps`); raises ValueError when a model field differs, since
+  the checkpoints would not fit the model.
+  """
+  path = config_path(workdir)
+  if not tf.io.gfile.exists(path):
+    return {}
+  saved = configs.load(path)
+  differences = config_differences(saved, config)
+  model_differences = {key: value for key, value in differences.items()
+                       if not key.startswith(_RUN_SECTIONS)}
+  if model_differences:
+    raise ValueError(
+        f"workdir {workdir!r} holds a run of a different model; its "
+        f"{CONFIG_FILE} differs in {_describe(model_differences)}. Use a new "
+        f"--workdir, or the saved settings to continue that run.")
+  return differences
+
+
+def latest_checkpoint(workdir: str) -> Optional[str]:
+  return tf.train.latest_checkpoint(checkpoint_directory(workdir))
+
+
+def restore_from_workdir(workdir: str, checkpoint: Optional[str] = None
+                         ) -> Tuple[configs.Config, model_lib.GLVAE, int]:
+  """Rebuilds the model of a training run, ready for inference.
+
+  Args:
+    workdir: a training run's directory (with config.json and checkpoints).
+    checkpoint: a checkpoint path (prefix) to restore instead of the latest.
+
+  Returns:
+    (config, model, step): the run's Config, its GLVAE with the restored
+    weights (and the 1x1 convolutions' inverse cache enabled), and the
+    training step the checkpoint was saved at.
+
+  Raises:
+    ValueError: no config.json, no checkpoint, or a checkpoint that does not
+      fit the config's model.
+  """
+  path = config_path(workdir)
+  if not tf.io.gfile.exists(path):
+    raise ValueError(f"{workdir!r} is not a training workdir: it has no "
+                     f"{CONFIG_FILE}.")
+  config = configs.validate(configs.load(path))
+  checkpoint = checkpoint or latest_checkpoint(workdir)
+  if checkpoint is None:
+    raise ValueError(f"workdir {workdir!r} has no checkpoint in "
+                     f"{checkpoint_directory(workdir)}; train first (or "
+                     f"wait for the first checkpoint_every steps).")
+  model = model_lib.build_model(config)
+  step = tf.Variable(0, dtype=tf.int64, trainable=False)
+  state = make_checkpoint(model, step=step)
+  try:
+    status = state.restore(checkpoint)
+    status.expect_partial()  # The optimizer is not needed for inference.
+    status.assert_existing_objects_matched()
+  except (AssertionError, ValueError, tf.errors.OpError) as e:
+    raise ValueError(
+        f"Checkpoint {checkpoint} does not fit the model of "
+        f"{path} (config {config.name!r}, model {config.model!r}): "
+        f"{str(e).splitlines()[0]}") from None
+  if not model.is_initialized:
+    raise ValueError(f"Checkpoint {checkpoint} holds an uninitialised model "
+                     f"(ActNorm never ran).")
+  model.set_inference_cache(True)
+  logging.info("Restored %s (step %d) from %s.", config.name,
+               int(step.numpy()), checkpoint)
+  return config, model, int(step.numpy())

@@ -1,0 +1,86 @@
+"""AdamW with the authors' learning-rate schedule (DESIGN section 5).
+
+The learning rate after `t` applied updates (t = 0 for the first) is
+
+    lr(t) = learning_rate * min(1, (t + 1) / warmup_steps)
+                          * lr_decay ** max(0, t + 1 - warmup_steps)
+
+a linear warmup to `learning_rate` over `warmup_steps` updates, then an
+exponential decay by `lr_decay` per update. It is a pure function of the
+optimizer's saved update counter, so a restored run continues the schedule
+exactly. Weight decay is decoupled (AdamW): each update also subtracts
+`lr(t) * weight_decay * w`.
+"""
+
+import keras
+import tensorflow as tf
+
+
+@keras.saving.register_keras_serializable(package="tfglv")
+class WarmupExponentialDecay(keras.optimizers.schedules.LearningRateSchedule):
+  """Linear warmup to `learning_rate`, then `lr *= lr_decay` per update.
+
+  Args:
+    learning_rate: peak learning rate, > 0.
+    warmup_steps: updates of linear warmup (0 or 1: none).
+    lr_decay: per-update decay factor after warmup, in (0, 1].
+  """
+
+  def __init__(self, learning_rate: float, warmup_steps: int,
+               lr_decay: float):
+    if not learning_rate > 0:
+      raise ValueError(f"learning_rate must be > 0; got {learning_rate}.")
+    if warmup_steps < 0:
+      raise ValueError(f"warmup_steps must be >= 0; got {warmup_steps}.")
+    if not 0 < lr_decay <= 1:
+      raise ValueError(f"lr_decay must be in (0, 1]; got {lr_decay}.")
+    self.learning_rate = float(learning_rate)
+    self.warmup_steps = int(warmup_steps)
+    self.lr_decay = float(lr_decay)
+
+  def __call__(self, step):
+    updates = tf.cast(step, tf.float32) + 1.0
+    warmup = float(max(self.warmup_steps, 1))
+    warm = tf.minimum(1.0, updates / warmup)
+    decay = tf.pow(self.lr_decay, tf.maximum(0.0, updates - warmup))
+    return self.learning_rate * warm * decay
+
+  def get_config(self):
+    return {"learning_rate": self.learning_rate,
+            "warmup_steps": self.warmup_steps, "lr_decay": self.lr_decay}
+
+
+def learning_rate_schedule(train_config) -> WarmupExponentialDecay:
+  """The schedule of a `TrainConfig`."""
+  return WarmupExponentialDecay(train_config.learning_rate,
+                                train_config.warmup_steps,
+                                train_config.lr_decay)
+
+
+class ReducedGradientAdamW(keras.optimizers.AdamW):
+  """AdamW that is handed gradients already summed over replicas.
+
+  The trainer all-reduces the gradients itself, before it measures their
+  norm, clips them and decides whether the step is finite; Keras's
+  TensorFlow optimizer would sum them across replicas a second time inside
+  `apply`. Outside a distribution strategy this is plain AdamW.
+  """
+
+  def _all_reduce_sum_gradients(self, grads_and_vars):
+    return list(grads_and_vars)
+
+
+def build_optimizer(train_config) -> ReducedGradientAdamW:
+  """AdamW of a `TrainConfig`; build it inside `strategy.scope()`.
+
+  Call `optimizer.build(model.trainable_variables)` before the first
+  distributed step, so its slots exist (and restore) as mirrored variables.
+  """
+  if train_config.weight_decay < 0:
+    raise ValueError(f"train.weight_decay must be >= 0; got "
+                     f"{train_config.weight_decay}.")
+  return ReducedGradientAdamW(
+      learning_rate=learning_rate_schedule(train_config),
+      weight_decay=train_config.weight_decay,
+      beta_1=train_config.beta1, beta_2=train_config.beta2,
+      epsilon=train_config.epsilon, name="adamw")

@@ -1,0 +1,127 @@
+"""TensorBoard summaries, the console progress display and sample grids.
+
+Scalars go to `<workdir>/train` and `<workdir>/eval` under the same tags
+("loss", "bpd", ...), so TensorBoard overlays the two runs:
+
+    tensorboard --logdir <workdir>
+"""
+
+import math
+import os
+import sys
+import time
+from typing import Dict, Optional
+
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfglv.evaluation import grids
+
+SAMPLE_TEMPERATURES = (0.7, 1.0)
+
+
+class SummaryWriters:
+  """One TensorBoard writer per phase; no-ops where `enabled` is False."""
+
+  def __init__(self, workdir: str, enabled: bool = True):
+    self.enabled = enabled
+    if enabled:
+      self._writers = {
+          phase: tf.summary.create_file_writer(os.path.join(workdir, phase))
+          for phase in ("train", "eval")}
+    else:
+      self._writers = {}
+
+  def scalars(self, phase: str, step: int, values: Dict[str, float]):
+    if not self.enabled:
+      return
+    with self._writers[phase].as_default(step=step):
+      for name, value in values.items():
+        tf.summary.scalar(name, value)
+
+  def images(self, phase: str, step: int, images: Dict[str, np.ndarray]):
+    """`images`: {tag: uint8 [h, w, C] grid}."""
+    if not self.enabled:
+      return
+    with self._writers[phase].as_default(step=step):
+      for name, image in images.items():
+        tf.summary.image(name, image[None], step=step)
+
+  def flush(self):
+    for writer in self._writers.values():
+      writer.flush()
+
+  def close(self):
+    for writer in self._writers.values():
+      writer.close()
+
+
+def grid_shape(count: int):
+  """(rows, cols) of a near-square grid of `count` cells."""
+  cols = int(math.ceil(math.sqrt(count)))
+  return int(math.ceil(count / cols)), cols
+
+
+def sample_grid(images) -> np.ndarray:
+  """uint8 [N, H, W, C] -> one uint8 grid image."""
+  images = np.asarray(images)
+  rows, cols = grid_shape(len(images))
+  return grids.image_grid(images, rows, cols)
+
+
+def rows_grid(rows_of_images) -> np.ndarray:
+  """Stacks equal-length rows of uint8 images [N, H, W, C] into one grid."""
+  images = np.concatenate([np.asarray(r) for r in rows_of_images])
+  return grids.image_grid(images, len(rows_of_images),
+                          len(rows_of_images[0]))
+
+
+def save_png(path: str, image: np.ndarray):
+  grids.save_png(path, image)
+
+
+def _format(name: str, value: float) -> str:
+  if name in ("learning_rate",):
+    return f"{name} {value:.2e}"
+  if name in ("images_per_second", "skipped_steps"):
+    return f"{name} {value:.0f}"
+  return f"{name} {value:.4f}"
+
+
+class Progress:
+  """A progress bar on an interactive console, log lines otherwise."""
+
+  def __init__(self, num_steps: int, initial_step: int = 0,
+               interactive: Optional[bool] = None):
+    if interactive is None:
+      interactive = sys.stdout.isatty()
+    self.num_steps = num_steps
+    self.start_step = initial_step
+    self.start_time = time.time()
+    self._bar = None
+    if interactive:
+      self._bar = keras.utils.Progbar(
+          num_steps, stateful_metrics=("loss", "bpd", "kl", "nll",
+                                       "learning_rate", "gradient_norm",
+                                       "skipped_steps", "images_per_second"),
+          unit_name="step")
+      self._bar.update(initial_step)
+
+  def update(self, step: int, values: Dict[str, float]):
+    if self._bar is not None:
+      self._bar.update(step, [(k, v) for k, v in values.items()])
+      return
+    done = step - self.start_step
+    elapsed = time.time() - self.start_time
+    eta = elapsed / max(done, 1) * (self.num_steps - step)
+    text = " | ".join(_format(k, v) for k, v in values.items())
+    logging.info("step %d/%d | %s | ETA %dm%02ds", step, self.num_steps, text,
+                 eta // 60, eta % 60)
+
+  def message(self, text: str):
+    """Logs a line without garbling the bar."""
+    if self._bar is not None:
+      sys.stdout.write("\n")
+    logging.info(text)
