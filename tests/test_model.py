@@ -233,3 +233,19 @@ def test_bad_sampling_and_latent_arguments():
     model.decode(tf.zeros([1, 8]), tf.zeros([1, 8, 8, 3]))
   with pytest.raises(ValueError, match=r"z must be float32 \[N, 8\]"):
     model.decode(tf.zeros([1, 5]), tf.zeros([1, 16, 16, 3]))
+
+
+def test_lu_decoder_round_trip_and_variable_count():
+  config = tfglv.configs.get("tiny", decoder__conv1x1="lu")
+  model = tfglv.build_model(config)
+  full = tfglv.build_model(tfglv.configs.get("tiny"))
+  # Each LU 1x1 conv trains lower, upper and log_s instead of one kernel.
+  num_convs = len(model.conv1x1_layers) - config.prior.num_steps
+  assert (len(model.trainable_variables) ==
+          len(full.trainable_variables) + 2 * num_convs)
+  images = _images(config)
+  model.initialize(images)
+  flow_checks.perturb(model.trainable_variables, stddev=0.03)
+  z, v = model.encode(images)
+  np.testing.assert_array_equal(model.decode(z, tf.identity(v)).numpy(),
+                                images.numpy())

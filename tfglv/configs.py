@@ -23,6 +23,7 @@ MODEL_VARIANTS = ("glvae", "glow", "glvae_prior_only")
 CONFIG_NAMES = ("tiny", "cifar10", "imagenet64", "lsun128", "celebahq256")
 COUPLING_TYPES = ("affine", "additive")
 COMPUTE_DTYPES = ("float32", "bfloat16")
+CONV1X1_PARAMETERIZATIONS = ("full", "lu")
 STRATEGIES = ("mirrored", "one_device", "multi_worker")
 
 # A level of the decoder is either an int (an external level: that many
@@ -56,6 +57,7 @@ class DecoderConfig:
   num_prior_blocks: int = 4  # M of the fine-grained multi-scale architecture.
   coupling: str = "affine"
   alpha: float = 1.0
+  conv1x1: str = "full"  # "full" (the authors') or "lu"
   # Coupling networks may compute in bfloat16; affine updates and log-dets
   # always stay float32, so the inverse recomputes the same numbers.
   compute_dtype: str = "float32"
@@ -347,6 +349,8 @@ def validate(config: Config) -> Config:
   _check_choice(config.model, MODEL_VARIANTS, "model variant")
   _check_choice(config.decoder.coupling, COUPLING_TYPES, "coupling type")
   _check_choice(config.decoder.compute_dtype, COMPUTE_DTYPES, "compute_dtype")
+  _check_choice(config.decoder.conv1x1, CONV1X1_PARAMETERIZATIONS,
+                "decoder.conv1x1 parameterization")
   _check_choice(config.train.strategy, STRATEGIES, "strategy")
   if not 1 <= config.n_bits <= 8:
     raise ValueError(f"n_bits must be an integer in [1, 8]; got {config.n_bits}.")

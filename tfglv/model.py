@@ -148,7 +148,8 @@ class GLVAE(keras.Model):
         config.image_shape, decoder.num_steps, decoder.hidden_channels,
         num_prior_blocks=decoder.num_prior_blocks,
         condition_dim=condition_dim, transform=decoder.coupling,
-        alpha=decoder.alpha, net_dtype=net_dtype, name="decoder")
+        alpha=decoder.alpha, conv1x1_parameterization=decoder.conv1x1,
+        net_dtype=net_dtype, name="decoder")
     if config.model == "glvae_prior_only":
       self.latent_gaussian = LatentGaussian(
           config.latent_dim, self.decoder.piece_shapes, name="latent_gaussian")
