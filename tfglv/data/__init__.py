@@ -2,12 +2,15 @@
 
 Public API:
   make_dataset(config, split, batch_size, training, seed=0, repeat=None,
-               input_context=None) -> tf.data.Dataset of batched dicts
+               input_context=None, start_batch=0)
+      -> tf.data.Dataset of batched dicts {"image": uint8 [B,H,W,C],
+         "label": int64 [B], ...}
   distributed_dataset_fn(config, split, global_batch_size, training, seed=0,
-                         repeat=None) -> fn(input_context) for
-               strategy.distribute_datasets_from_function
+                         repeat=None, start_batch=0)
+      -> fn(input_context) for strategy.distribute_datasets_from_function
   num_examples(config, split) -> int
-  load_arrays(config, split, max_examples=None) -> (images, labels dict)
+  load_arrays(config, split, max_examples=None, batch_size=256)
+      -> (images uint8 [N,H,W,C], {label key: int64 [N]})
   label_keys(config) -> int64 columns besides "image"
   prepare_tfds(config): builds a TFDS dataset offline from manual archives
 

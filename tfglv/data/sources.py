@@ -163,8 +163,14 @@ class TfdsSource(Source):
 
   def __init__(self, config):
     self._config = config
-    tfds_source.check_image_shape(
-        config, lambda shape, what: check_image_shape(config, shape, what))
+    name = config.data.dataset
+    shape = tfds_source.image_shape(name)
+    if shape[0] is None and config.data.augmentation != "center_crop":
+      raise ValueError(
+          f"{name} images vary in size, so they must be cropped and resized: "
+          f"set augmentation=center_crop (got "
+          f"{config.data.augmentation!r}).")
+    check_image_shape(config, shape, name)
     tfds_source.builder(config)  # Fails early when not prepared.
 
   def num_examples(self, split):

@@ -95,7 +95,7 @@ def _how_to_prepare(name: str, config) -> str:
       f"Then build the TFDS files once, offline, with "
       f"tfglv.data.prepare_tfds(config), or tfds.builder({name!r}, "
       f"data_dir={data_dir_root(config)!r}).download_and_prepare() (the "
-      f"`tfds build` command needs apache-beam, which is not installed). "
+      f"`tfds build` command needs apache-beam, not in tfglv's stack). "
       f"Or copy a {os.path.join(name, '<version>')} folder prepared "
       f"elsewhere to the same place under the data_dir.")
   return "\n".join(lines)
@@ -107,8 +107,8 @@ def builder(config, require_prepared: bool = True):
   if name not in TFDS_DATASETS:
     raise ValueError(f"{name!r} is not a TFDS dataset tfglv knows; allowed: "
                      f"{', '.join(TFDS_DATASETS)}.")
-  # Building a TFDS builder only reads local metadata (GCS access is off by
-  # default in TFDS 4.9), so this cannot hang on a missing network.
+  # Building a TFDS builder only reads local metadata (TFDS 4.9.10 ships
+  # with GCS access off), so this cannot hang on a missing network.
   dataset_builder = tfds.builder(name, data_dir=data_dir_root(config))
   if require_prepared and not dataset_builder.is_prepared():
     raise ValueError(
@@ -119,23 +119,10 @@ def builder(config, require_prepared: bool = True):
   return dataset_builder
 
 
-def check_image_shape(config, check):
-  """Validates the dataset's image shape against the config via `check`.
-
-  Args:
-    config: the Config.
-    check: callable(shape, what) that raises on a mismatch.
-  """
-  spec = TFDS_DATASETS[config.data.dataset]
-  if spec.image_size is None:
-    if config.data.augmentation != "center_crop":
-      raise ValueError(
-          f"{config.data.dataset} images vary in size, so they must be "
-          f"cropped and resized: set augmentation=center_crop (got "
-          f"{config.data.augmentation!r}).")
-    check((None, None, 3), config.data.dataset)
-  else:
-    check((spec.image_size, spec.image_size, 3), config.data.dataset)
+def image_shape(name: str) -> Tuple[Optional[int], Optional[int], int]:
+  """(height, width, channels) of the dataset's images; None: varies."""
+  size = TFDS_DATASETS[name].image_size
+  return (size, size, 3)
 
 
 def num_examples(config, split: str) -> int:
@@ -173,6 +160,9 @@ def examples(config, split: str, training: bool, seed: int, shard_index: int,
 
   dataset = dataset.map(select)
   if training:
+    if config.data.shuffle_buffer < 1:
+      raise ValueError(f"data.shuffle_buffer must be >= 1; got "
+                       f"{config.data.shuffle_buffer}.")
     dataset = dataset.shuffle(config.data.shuffle_buffer, seed=seed,
                               reshuffle_each_iteration=True)
   return dataset.repeat(None if repeat < 0 else repeat)
