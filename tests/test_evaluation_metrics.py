@@ -204,10 +204,16 @@ def inception_weights_file(tmp_path_factory):
   return network, path
 
 
+@pytest.fixture(scope="module")
+def inception_extractor(inception_weights_file):
+  # Built once: each InceptionV3 construction costs seconds on CPU.
+  return fid.InceptionFeatureExtractor(inception_weights_file[1])
+
+
 def test_inception_extractor_loads_weights_and_preprocesses(
-    inception_weights_file):
-  reference_network, path = inception_weights_file
-  extractor = fid.InceptionFeatureExtractor(path)
+    inception_weights_file, inception_extractor):
+  reference_network, _ = inception_weights_file
+  extractor = inception_extractor
   for loaded, saved in zip(extractor.network.weights,
                            reference_network.weights):
     np.testing.assert_array_equal(loaded.numpy(), saved.numpy())
@@ -227,9 +233,9 @@ def test_inception_extractor_loads_weights_and_preprocesses(
 
 
 def test_inception_extractor_rejects_weights_of_other_models(
-    inception_weights_file, tmp_path):
-  reference_network, path = inception_weights_file
-  extractor = fid.InceptionFeatureExtractor(path)
+    inception_weights_file, inception_extractor, tmp_path):
+  reference_network, _ = inception_weights_file
+  extractor = inception_extractor
   small = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3),
                             keras.layers.GlobalAveragePooling2D()])
   small_path = str(tmp_path / "small.weights.h5")
@@ -302,6 +308,8 @@ def test_linear_probe_validates_shapes():
     probe.linear_probe(features, np.zeros(10), features, labels)
   with pytest.raises(ValueError, match="C must be > 0"):
     probe.linear_probe(features, labels, features, labels, C=0.0)
+  with pytest.raises(ValueError, match="dual must be"):
+    probe.linear_probe(features, labels, features, labels, dual="primal")
 
 
 def test_format_probe_table_puts_paper_numbers_beside_ours():

@@ -208,7 +208,7 @@ class InceptionFeatureExtractor:
 
       extractor = InceptionFeatureExtractor(
           "/data/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5")
-      fid = compute_fid(real_images, samples, extractor, batch_size=100)
+      score = compute_fid(real_images, samples, extractor, batch_size=100)
 
   Args:
     weights: path of a Keras weights file (".weights.h5", or a legacy
