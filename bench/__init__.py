@@ -1,0 +1,1 @@
+"""Benchmarks (scripts that print tables); see bench/README or each module."""

@@ -1,0 +1,91 @@
+"""Peak memory of a training step, one fresh subprocess per model.
+
+    python -m bench.memory --sizes=small,full
+
+TensorFlow's allocator statistics (`tf.config.experimental.get_memory_info`)
+are not kept for the CPU device, so each model runs in its own process and
+the process's resident-set high-water mark (`resource.getrusage`,
+ru_maxrss) is read after building (variables + optimizer slots) and again
+after two training steps at batch 16; the difference is what the step
+itself (activations, gradients, temporaries) adds at its peak.
+"""
+
+import json
+import resource
+import subprocess
+import sys
+
+from absl import app
+from absl import flags
+
+flags.DEFINE_list("sizes", ["small", "full"], "Sizes.")
+flags.DEFINE_list("variants", ["glvae", "glow", "glvae_lu", "glvae_bf16",
+                               "tfp_glow"], "Models (as in train_throughput).")
+flags.DEFINE_string("one", "", "Internal: size:variant to measure here.")
+FLAGS = flags.FLAGS
+
+
+def _max_rss_mib():
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def measure_one(size, variant):
+  from bench import harness  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  images = harness.load_images(16)
+  if variant == "tfp_glow":
+    reference = harness.build_tfglv(size, "glvae")
+    params = harness.num_params(reference.trainable_variables)
+    del reference
+    model = harness.matched_tfp_glow(params, harness.hidden_width(size))
+  else:
+    parts = variant.split("_")
+    model = harness.build_tfglv(
+        size, parts[0], "lu" if "lu" in parts else "full",
+        "bfloat16" if "bf16" in parts else "float32",
+        init_images=harness.load_images(64))
+  optimizer = harness.make_optimizer()
+  step = harness.make_train_step(model, optimizer)
+  try:
+    tf.config.experimental.get_memory_info("CPU:0")
+    allocator = "available"
+  except (ValueError, RuntimeError):
+    allocator = "not tracked on CPU"
+  built = _max_rss_mib()
+  for i in range(2):
+    step(images, tf.constant([i, 0], tf.int32)).numpy()
+  return {"params": harness.num_params(model.trainable_variables),
+          "built_mib": built, "peak_mib": _max_rss_mib(),
+          "allocator": allocator}
+
+
+def main(argv):
+  del argv
+  if FLAGS.one:
+    size, variant = FLAGS.one.split(":")
+    print("RESULT " + json.dumps(measure_one(size, variant)))
+    return
+  from bench import harness  # pylint: disable=g-import-not-at-top
+  rows = []
+  for size in FLAGS.sizes:
+    for variant in FLAGS.variants:
+      out = subprocess.run(
+          [sys.executable, "-m", "bench.memory", f"--one={size}:{variant}"],
+          capture_output=True, text=True, check=False)
+      lines = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
+      if not lines:
+        rows.append((size, variant, "failed", "", "", "", out.stderr[-200:]))
+        continue
+      r = json.loads(lines[-1][len("RESULT "):])
+      rows.append((size, variant, f"{r['params'] / 1e6:.2f}M",
+                   f"{r['built_mib']:.0f}", f"{r['peak_mib']:.0f}",
+                   f"{r['peak_mib'] - r['built_mib']:.0f}", r["allocator"]))
+  harness.print_table(
+      "Peak resident memory (MiB) of a training step at batch 16; "
+      f"{harness.load_average()}",
+      ("size", "model", "params", "after build", "peak after 2 steps",
+       "step adds", "TF CPU allocator stats"), rows)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,129 @@
+"""Correctness of the fast paths that bench/ measures (never their speed).
+
+* bfloat16 coupling networks (`decoder.compute_dtype="bfloat16"`), a
+  training speed-up: the networks run in bfloat16 on float32 master
+  weights. A whole bfloat16 model does not round-trip exactly: in a chain
+  the inverse rebuilds each coupling's conditioning channels only to
+  float32 accuracy, and a 1e-7 difference can flip a bfloat16 rounding
+  (2^-8 relative) of the network input. So the weights of a bfloat16-trained
+  model decode in a float32 model, which must round-trip exactly at every
+  batch size.
+* LU 1x1 convolutions (`decoder.conv1x1="lu"`), the faster training
+  parameterisation: exact round trips, and the same log-likelihood as the
+  full matrix W = P L U it parameterises.
+* The inference cache (W^-1, log|det W| held in variables), which decode
+  and exports use: it must give the same images and losses as recomputing.
+"""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfglv
+
+
+def _images(config, n, seed=0):
+  rng = np.random.RandomState(seed)
+  return tf.constant(rng.randint(0, 256, (n, *config.image_shape)), tf.uint8)
+
+
+def _model(compute_dtype="float32", conv1x1="full", model="glvae"):
+  config = tfglv.configs.override(
+      tfglv.configs.get("tiny", model=model),
+      {"decoder.compute_dtype": compute_dtype, "decoder.conv1x1": conv1x1})
+  built = tfglv.build_model(config)
+  built.initialize(_images(config, 16, seed=1))
+  # Non-trivial couplings: the zero-initialised last convs would make every
+  # network output zero and hide dtype effects.
+  rng = np.random.RandomState(3)
+  for variable in built.trainable_variables:
+    if "conv_out" in variable.path:
+      variable.assign(0.05 * rng.standard_normal(variable.shape))
+  return built, config
+
+
+@pytest.fixture(scope="module")
+def bf16_model():
+  return _model(compute_dtype="bfloat16")
+
+
+@pytest.fixture(scope="module")
+def float32_copy(bf16_model):
+  model, _ = bf16_model
+  copy, _ = _model()
+  copy.set_weights(model.get_weights())
+  return copy
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 16])
+def test_bfloat16_weights_decode_exactly_in_float32(bf16_model, float32_copy,
+                                                    batch_size):
+  _, config = bf16_model
+  images = _images(config, batch_size, seed=batch_size)
+  z, v = float32_copy.encode(images)
+  decoded = float32_copy.decode(tf.identity(z), tf.identity(v))
+  np.testing.assert_array_equal(decoded.numpy(), images.numpy())
+
+
+def test_bfloat16_networks_compute_in_bfloat16(bf16_model):
+  model, _ = bf16_model
+  step = model.decoder.level_steps[1][0][0]
+  network = step.coupling_continuous_up.network
+  assert network.compute_dtype == "bfloat16"
+  assert network.conv_hidden.kernel.dtype == "float32"  # master weights
+
+
+def test_bfloat16_losses_close_to_float32(bf16_model, float32_copy):
+  model, config = bf16_model
+  reference = float32_copy
+  images = _images(config, 4)
+  bf16 = model.compute_losses(images, seed=5)["loss"].numpy()
+  f32 = reference.compute_losses(images, seed=5)["loss"].numpy()
+  assert bf16.dtype == np.float32
+  # bfloat16 keeps 8 bits of mantissa in the networks only.
+  np.testing.assert_allclose(bf16, f32, rtol=2e-2)
+  assert not np.array_equal(bf16, f32)
+
+
+def test_lu_round_trip_and_likelihood_match_full():
+  model, config = _model(conv1x1="lu", model="glow")
+  images = _images(config, 3)
+  z, v = model.encode(images)
+  np.testing.assert_array_equal(
+      model.decode(tf.identity(z), tf.identity(v)).numpy(), images.numpy())
+  # The same map with W = P L U held as a full matrix.
+  full, _ = _model(conv1x1="full", model="glow")
+  lu_layers, full_layers = model.conv1x1_layers, full.conv1x1_layers
+  assert len(lu_layers) == len(full_layers) > 0
+  for lu_layer, full_layer in zip(lu_layers, full_layers):
+    full_layer.kernel.assign(lu_layer.weight_matrix(tf.float32))
+
+  def other_weights(m):
+    skip = {id(v) for l in m.conv1x1_layers for v in l.weights}
+    return [v for v in m.weights if id(v) not in skip]
+
+  pairs = list(zip(other_weights(model), other_weights(full)))
+  assert len(pairs) == len(other_weights(full))
+  for source, target in pairs:
+    target.assign(source)
+  np.testing.assert_allclose(
+      full.compute_losses(images, seed=2)["loss"].numpy(),
+      model.compute_losses(images, seed=2)["loss"].numpy(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("conv1x1", ["full", "lu"])
+def test_inference_cache_matches_recomputation(conv1x1):
+  model, config = _model(conv1x1=conv1x1)
+  images = _images(config, 4)
+  z, v = model.encode(images)
+  loss = model.compute_losses(images, seed=1)["loss"].numpy()
+  decoded = model.decode(z, v).numpy()
+  model.set_inference_cache(True)
+  try:
+    np.testing.assert_array_equal(model.decode(z, v).numpy(), decoded)
+    np.testing.assert_array_equal(decoded, images.numpy())
+    np.testing.assert_allclose(
+        model.compute_losses(images, seed=1)["loss"].numpy(), loss,
+        rtol=1e-6)
+  finally:
+    model.set_inference_cache(False)
