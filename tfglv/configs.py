@@ -58,8 +58,10 @@ class DecoderConfig:
   coupling: str = "affine"
   alpha: float = 1.0
   conv1x1: str = "full"  # "full" (the authors') or "lu"
-  # Coupling networks may compute in bfloat16; affine updates and log-dets
-  # always stay float32, so the inverse recomputes the same numbers.
+  # Coupling networks may compute in bfloat16 for training speed; affine
+  # updates, log-dets and variables stay float32. Decoding chains many
+  # inverses, where bfloat16 rounding is not reproducible bit for bit, so
+  # inference tools rebuild the model with float32 networks.
   compute_dtype: str = "float32"
 
 

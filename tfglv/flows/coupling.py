@@ -27,8 +27,12 @@ has its own. Vector couplings (the prior on z) use an MLP
 `Dense(H) - ELU - Dense(H) - ELU - Dense(out)`, last layer zero-initialised.
 
 The network may compute in bfloat16 (`net_dtype="mixed_bfloat16"`): its
-output is cast to float32 before the affine update, and the inverse runs the
-same network on the same `x_a`, so inversion stays exact.
+output is cast to float32 before the affine update and the log-det. One
+coupling inverts exactly, since its inverse runs the same network on the same
+`x_a`. A deep chain does not: the inverse rebuilds each coupling's `x_a` only
+to float32 accuracy, and a 1e-7 difference can flip a bfloat16 rounding of
+the network's input. So bfloat16 is a training speed-up; decode and export
+with float32 networks (same weights: variables stay float32).
 """
 
 from typing import Optional
