@@ -1,0 +1,127 @@
+"""A trained run opened for evaluation, and where its results go.
+
+    run = load_run("/tmp/tfglv_tiny")      # restores the latest checkpoint
+    run.model.sample(16, temperature=0.7)
+    run.write_json("bpd_test.json", {...})  # -> /tmp/tfglv_tiny/eval/...
+
+Every evaluation output lands in `<workdir>/eval/` (the trainer's TensorBoard
+evaluation scalars live there too).
+"""
+
+import csv
+import dataclasses
+import io
+import json
+import os
+import sys
+from typing import Dict, Optional, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfglv import configs
+from tfglv import data
+from tfglv import model as model_lib
+from tfglv.evaluation import grids
+from tfglv.training import checkpoints
+
+EVAL_DIR = "eval"
+
+
+@dataclasses.dataclass
+class EvaluationRun:
+  """A restored training run: its config, model and output directory."""
+  workdir: str
+  config: configs.Config
+  model: model_lib.GLVAE
+  step: int
+
+  @property
+  def output_dir(self) -> str:
+    return os.path.join(self.workdir, EVAL_DIR)
+
+  def path(self, name: str) -> str:
+    return os.path.join(self.output_dir, name)
+
+  def write_json(self, name: str, values: Dict) -> str:
+    path = self.path(name)
+    tf.io.gfile.makedirs(self.output_dir)
+    with tf.io.gfile.GFile(path, "w") as json_file:
+      json_file.write(json.dumps(values, indent=2, sort_keys=True))
+    return path
+
+  def write_csv(self, name: str, header: Sequence[str],
+                rows: Sequence[Sequence]) -> str:
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    path = self.path(name)
+    tf.io.gfile.makedirs(self.output_dir)
+    with tf.io.gfile.GFile(path, "w") as csv_file:
+      csv_file.write(text.getvalue())
+    return path
+
+  def write_png(self, name: str, image: np.ndarray) -> str:
+    path = self.path(name)
+    grids.save_png(path, image)
+    return path
+
+
+def load_run(workdir: str, checkpoint: Optional[str] = None
+             ) -> EvaluationRun:
+  """Restores the run in `workdir` (its latest checkpoint by default).
+
+  Raises:
+    ValueError: the workdir does not exist, has no config.json or no
+      checkpoint, or the checkpoint does not fit its config.
+  """
+  if not workdir:
+    raise ValueError("A workdir is required (--workdir): the directory of a "
+                     "training run (config.json and checkpoints/).")
+  if not tf.io.gfile.isdir(workdir):
+    raise ValueError(f"workdir {workdir!r} does not exist; pass the "
+                     f"directory of a training run (config.json and "
+                     f"checkpoints/), e.g. the --workdir of train.main.")
+  if checkpoint and not tf.io.gfile.glob(checkpoint + ".index"):
+    raise ValueError(f"Checkpoint {checkpoint!r} does not exist (no "
+                     f"{checkpoint}.index).")
+  config, model, step = checkpoints.restore_from_workdir(workdir, checkpoint)
+  return EvaluationRun(workdir=workdir, config=config, model=model, step=step)
+
+
+class ImageProgress:
+  """A progress bar over images; a line every `interval` s off a terminal."""
+
+  def __init__(self, total: int, enabled: bool = True,
+               interval: Optional[float] = None):
+    if interval is None:
+      interval = 0.1 if sys.stdout.isatty() else 15.0
+    self._bar = keras.utils.Progbar(total, unit_name="image",
+                                    verbose=1 if enabled else 0,
+                                    interval=interval)
+    self._done = 0
+
+  def add(self, count: int, values: Optional[Dict[str, float]] = None):
+    self._done += count
+    self._bar.update(self._done, values=list((values or {}).items()))
+
+
+def check_count(name: str, value, allow_none: bool = False):
+  """Raises ValueError unless `value` >= 1 (or None, when allowed: all)."""
+  if value is None and allow_none:
+    return
+  if value is None or value < 1:
+    unset = " (or unset: all)" if allow_none else ""
+    raise ValueError(f"{name} must be >= 1{unset}; got {value}.")
+
+
+def load_images(run: EvaluationRun, split: str, count: Optional[int],
+                minimum: int = 1, what: str = "This task") -> np.ndarray:
+  """The first `count` images of a split (all when None), at least `minimum`."""
+  images, _ = data.load_arrays(run.config, split, max_examples=count)
+  if len(images) < minimum:
+    raise ValueError(f"{what} needs at least {minimum} images; the {split} "
+                     f"split has {len(images)}.")
+  return images
