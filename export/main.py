@@ -3,7 +3,7 @@ r"""Exports a training run for TF Serving and TF Lite.
 Kept short: the logic lives in `tfglv.export_lib`, which is tested. Writes
 the SavedModel (TF Serving layout), its warmup records and REST request
 bodies to <export_dir>/<model_name>/<version>/, and the requested TF Lite
-variants to its tflite/ folder. See /work/notes/export_readme.md.
+variants to its tflite/ folder. See the README section "Export".
 
   python -m export.main --workdir=/tmp/tfglv_tiny --export_dir=/tmp/models
   python -m export.main --workdir=/tmp/tfglv_tiny --export_dir=/tmp/models \

@@ -16,6 +16,7 @@ Hyper-parameters are those of the authors' code (DESIGN.md sections 2-5).
 
 import dataclasses
 import json
+import math
 import typing
 from typing import Any, Dict, List, Union
 
@@ -329,9 +330,12 @@ def from_json(text: str) -> Config:
 
 
 def save(config: Config, path: str):
+  """Writes `config` as JSON; atomically, so a killed run never leaves half."""
   import tensorflow as tf  # Local import: configs stay importable without TF.
-  with tf.io.gfile.GFile(path, "w") as f:
+  temporary = f"{path}.tmp"
+  with tf.io.gfile.GFile(temporary, "w") as f:
     f.write(to_json(config))
+  tf.io.gfile.rename(temporary, path, overwrite=True)
 
 
 def load(path: str) -> Config:
@@ -346,8 +350,20 @@ def _check_choice(value, allowed, what):
                      f"{', '.join(map(str, allowed))}.")
 
 
+def _check_finite_numbers(config: Config):
+  # NaN passes every "> 0" check, and inf passes most; either would only
+  # show up as a diverged run.
+  for name in field_names(config):
+    value = config
+    for part in name.split("."):
+      value = getattr(value, part)
+    if isinstance(value, float) and not math.isfinite(value):
+      raise ValueError(f"{name} must be a finite number; got {value}.")
+
+
 def validate(config: Config) -> Config:
   """Raises ValueError naming the problem and the allowed values."""
+  _check_finite_numbers(config)
   _check_choice(config.model, MODEL_VARIANTS, "model variant")
   _check_choice(config.decoder.coupling, COUPLING_TYPES, "coupling type")
   _check_choice(config.decoder.compute_dtype, COMPUTE_DTYPES, "compute_dtype")

@@ -202,6 +202,10 @@ class GLVAE(keras.Model):
       raise ValueError(f"images must have shape [N, {expected[0]}, "
                        f"{expected[1]}, {expected[2]}] for config "
                        f"{self.config.name!r}; got {images.shape}.")
+    if images.shape[0] == 0:
+      # Keras convolutions mis-shape an empty batch instead of passing it on.
+      raise ValueError("images must hold at least one image (N >= 1); got "
+                       "an empty batch.")
     return images
 
   def _bins(self, images):
@@ -337,6 +341,15 @@ class GLVAE(keras.Model):
                              z.shape[1] != self.latent_dim):
       raise ValueError(f"z must be float32 [N, {self.latent_dim}]; got shape "
                        f"{z.shape}.")
+    if v.shape[0] == 0 or z.shape[0] == 0:
+      raise ValueError("z and v must hold at least one latent (N >= 1); got "
+                       "an empty batch.")
+    if tf.executing_eagerly():
+      # A NaN or inf would decode to arbitrary pixels. (Traced callers, such
+      # as the exported signatures, check in their own graphs.)
+      for name, value in (("z", z), ("v", v)):
+        if not np.all(np.isfinite(value.numpy())):
+          raise ValueError(f"{name} must be finite; it holds NaN or inf.")
     return z, v
 
   def decode(self, z, v):
@@ -405,9 +418,9 @@ class GLVAE(keras.Model):
 
 
 def _check_temperature(temperature):
-  if isinstance(temperature, (int, float)) and not temperature > 0:
-    raise ValueError(f"temperature must be > 0 (typically 0.7-1.0); got "
-                     f"{temperature}.")
+  if isinstance(temperature, (int, float)) and not 0 < temperature < math.inf:
+    raise ValueError(f"temperature must be > 0 and finite (typically "
+                     f"0.7-1.0); got {temperature}.")
 
 
 def build_model(config: configs.Config) -> GLVAE:

@@ -16,14 +16,17 @@ Other tools rebuild a trained model from a workdir alone:
     config, model, step = restore_from_workdir("/tmp/tfglv_tiny")
 """
 
+import collections
 import os
 from typing import Dict, Optional, Tuple
 
 from absl import logging
 import tensorflow as tf
+from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 from tfglv import configs
 from tfglv import model as model_lib
+from tfglv.training import recovery
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -78,6 +81,14 @@ def _describe(differences: Dict) -> str:
                    for key, (old, new) in differences.items())
 
 
+def load_config(path: str) -> configs.Config:
+  """A run's config.json; ValueError naming the file if it does not parse."""
+  try:
+    return configs.load(path)
+  except (ValueError, TypeError) as e:  # Bad JSON, unknown or missing fields.
+    raise ValueError(f"{path} is not a readable tfglv config: {e}") from None
+
+
 def check_resume_config(workdir: str, config: configs.Config) -> Dict:
   """Checks that `config` may continue the run in `workdir`.
 
@@ -88,7 +99,7 @@ def check_resume_config(workdir: str, config: configs.Config) -> Dict:
   path = config_path(workdir)
   if not tf.io.gfile.exists(path):
     return {}
-  saved = configs.load(path)
+  saved = load_config(path)
   differences = config_differences(saved, config)
   model_differences = {key: value for key, value in differences.items()
                        if not key.startswith(_RUN_SECTIONS)}
@@ -98,6 +109,24 @@ def check_resume_config(workdir: str, config: configs.Config) -> Dict:
         f"{CONFIG_FILE} differs in {_describe(model_differences)}. Use a new "
         f"--workdir, or the saved settings to continue that run.")
   return differences
+
+
+def saved_variable_count(checkpoint: str, name: str = "model") -> int:
+  """Variables saved under the checkpoint's top-level object `name`."""
+  reader = tf.train.load_checkpoint(checkpoint)
+  graph = trackable_object_graph_pb2.TrackableObjectGraph()
+  graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+  roots = [c.node_id for c in graph.nodes[0].children if c.local_name == name]
+  seen, queue, count = set(), collections.deque(roots), 0
+  while queue:
+    node_id = queue.popleft()
+    if node_id in seen:
+      continue
+    seen.add(node_id)
+    node = graph.nodes[node_id]
+    count += any(a.name == "VARIABLE_VALUE" for a in node.attributes)
+    queue.extend(child.node_id for child in node.children)
+  return count
 
 
 def latest_checkpoint(workdir: str) -> Optional[str]:
@@ -125,8 +154,14 @@ def restore_from_workdir(workdir: str, checkpoint: Optional[str] = None
   if not tf.io.gfile.exists(path):
     raise ValueError(f"{workdir!r} is not a training workdir: it has no "
                      f"{CONFIG_FILE}.")
-  config = configs.validate(configs.load(path))
+  config = configs.validate(load_config(path))
   checkpoint = checkpoint or latest_checkpoint(workdir)
+  if checkpoint is None and recovery.checkpoint_files(
+      checkpoint_directory(workdir)):
+    raise ValueError(
+        f"workdir {workdir!r} has checkpoint files but no readable "
+        f"checkpoint state file in {checkpoint_directory(workdir)}; pass one "
+        f"with --checkpoint, or resume training, which rebuilds the state.")
   if checkpoint is None:
     raise ValueError(f"workdir {workdir!r} has no checkpoint in "
                      f"{checkpoint_directory(workdir)}; train first (or "
@@ -138,7 +173,20 @@ def restore_from_workdir(workdir: str, checkpoint: Optional[str] = None
     status = state.restore(checkpoint)
     status.expect_partial()  # The optimizer is not needed for inference.
     status.assert_existing_objects_matched()
-  except (AssertionError, ValueError, tf.errors.OpError) as e:
+    # Matching every model variable is not enough: the checkpoint may hold
+    # more (e.g. a glvae checkpoint under a glow config).
+    saved = saved_variable_count(checkpoint)
+    if saved != len(model.variables):
+      raise ValueError(f"it holds {saved} model variables, the config's "
+                       f"model has {len(model.variables)}")
+  except (AssertionError, IndexError, ValueError, tf.errors.OpError) as e:
+    reason = recovery.unreadable_reason(checkpoint)
+    if reason is not None:
+      raise ValueError(
+          f"Checkpoint {checkpoint} is unreadable (corrupt, truncated or "
+          f"missing files): {reason}. Pick another with --checkpoint; "
+          f"resuming training moves it to {recovery.CORRUPT_DIR}/ and "
+          f"continues from the newest readable one.") from None
     raise ValueError(
         f"Checkpoint {checkpoint} does not fit the model of "
         f"{path} (config {config.name!r}, model {config.model!r}): "

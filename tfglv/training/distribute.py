@@ -10,17 +10,38 @@
   replicas reduce through one device.
 * "one_device": `tf.distribute.OneDeviceStrategy` on the first GPU or CPU.
 * "multi_worker": `tf.distribute.MultiWorkerMirroredStrategy`; the cluster
-  comes from the `TF_CONFIG` environment variable (without it, one worker).
-  Only the chief writes checkpoints, summaries and images; other workers
-  save their (required) checkpoint copies under a temporary directory.
+  comes from the `TF_CONFIG` environment variable (without it, one worker),
+  which is checked first (`parse_tf_config`). Workers that cannot all reach
+  each other within `multi_worker_timeout_seconds` raise ValueError instead
+  of waiting forever. Only the chief writes checkpoints, summaries and
+  images; other workers save their (required) checkpoint copies under a
+  temporary directory that is removed after every save.
 """
 
+import hashlib
+import json
 import os
+import shutil
 import tempfile
 
+from typing import Dict, List, Tuple
+
+from absl import logging
+import numpy as np
 import tensorflow as tf
+from tensorflow.python.eager import context
+# MultiWorkerMirroredStrategy configures its coordination service with this
+# proto; configuring it first is the only way to bound the start-up wait.
+from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
 
 STRATEGIES = ("mirrored", "one_device", "multi_worker")
+# Jobs a TF_CONFIG cluster may have for MultiWorkerMirroredStrategy training
+# (an "evaluator" side-car or "ps" parameter servers are not supported).
+MULTI_WORKER_JOBS = ("chief", "worker")
+# How long a worker waits for every other worker of TF_CONFIG to start.
+DEFAULT_MULTI_WORKER_TIMEOUT_SECONDS = 600.0
+_TF_CONFIG_EXAMPLE = ('{"cluster": {"worker": ["host0:12345", "host1:12345"]}, '
+                      '"task": {"type": "worker", "index": 0}}')
 
 
 def configure_cpu_devices(count: int):
@@ -47,22 +68,154 @@ def configure_cpu_devices(count: int):
         f"them first thing, e.g. with train.main --num_cpu_devices.") from None
 
 
-def create_strategy(name: str) -> tf.distribute.Strategy:
-  """The strategy called `name` (one of STRATEGIES)."""
+def create_strategy(
+    name: str,
+    multi_worker_timeout_seconds: float = DEFAULT_MULTI_WORKER_TIMEOUT_SECONDS
+) -> tf.distribute.Strategy:
+  """The strategy called `name` (one of STRATEGIES).
+
+  Args:
+    name: one of STRATEGIES.
+    multi_worker_timeout_seconds: "multi_worker" only: how long to wait for
+      every worker of TF_CONFIG to start and connect before raising
+      ValueError.
+  """
   if name not in STRATEGIES:
     raise ValueError(f"Unknown strategy {name!r}; allowed: "
                      f"{', '.join(STRATEGIES)}.")
+  if name == "multi_worker":
+    # Before anything lists devices: that starts TF's runtime, after which
+    # the coordination service can no longer be configured.
+    return _multi_worker_strategy(multi_worker_timeout_seconds)
   gpus = tf.config.list_logical_devices("GPU")
   if name == "one_device":
     return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else
                                            "/cpu:0")
-  if name == "multi_worker":
-    return tf.distribute.MultiWorkerMirroredStrategy()
   if gpus:
     return tf.distribute.MirroredStrategy()
   cpus = [device.name for device in tf.config.list_logical_devices("CPU")]
   return tf.distribute.MirroredStrategy(
       cpus, cross_device_ops=tf.distribute.ReductionToOneDevice())
+
+
+def parse_tf_config(text: str) -> Tuple[Dict[str, List[str]], str, int]:
+  """Checks a TF_CONFIG value; returns (cluster, task_type, task_index).
+
+  `cluster` maps each job of MULTI_WORKER_JOBS ("chief": one address,
+  "worker": one or more) to "host:port" addresses; the task names this
+  process's entry. Raises ValueError naming the problem and the expected
+  form, instead of the KeyError or endless wait TensorFlow would give.
+  """
+
+  def fail(problem):
+    raise ValueError(
+        f"TF_CONFIG {problem}. Expected JSON like {_TF_CONFIG_EXAMPLE}: jobs "
+        f"{' and '.join(map(repr, MULTI_WORKER_JOBS))} (at most one chief) "
+        f"listing 'host:port' addresses, and this process's task (type: one "
+        f"of the jobs, index: its position in that job's list).")
+
+  try:
+    value = json.loads(text)
+  except json.JSONDecodeError as e:
+    fail(f"is not valid JSON ({e})")
+  if not isinstance(value, dict):
+    fail(f"must be a JSON object; got {type(value).__name__}")
+  cluster, task = value.get("cluster"), value.get("task")
+  if not isinstance(cluster, dict) or not cluster:
+    fail("has no 'cluster' (an object of job name -> list of addresses)")
+  addresses_seen = set()
+  for job, addresses in cluster.items():
+    if job not in MULTI_WORKER_JOBS:
+      fail(f"cluster has job {job!r}; MultiWorkerMirroredStrategy training "
+           f"allows {', '.join(map(repr, MULTI_WORKER_JOBS))}")
+    if (not isinstance(addresses, list) or not addresses or
+        not all(isinstance(a, str) for a in addresses)):
+      fail(f"cluster job {job!r} must be a non-empty list of 'host:port' "
+           f"strings; got {addresses!r}")
+    for address in addresses:
+      host, _, port = address.rpartition(":")
+      if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        fail(f"cluster job {job!r} has address {address!r}, not 'host:port' "
+             f"with a port in 1-65535")
+      if address in addresses_seen:
+        fail(f"cluster lists address {address!r} twice")
+      addresses_seen.add(address)
+  if len(cluster.get("chief", [])) > 1:
+    fail(f"cluster has {len(cluster['chief'])} chiefs; at most one")
+  if not isinstance(task, dict):
+    fail("has no 'task' (an object with 'type' and 'index')")
+  task_type, task_index = task.get("type"), task.get("index", 0)
+  if task_type not in cluster:
+    fail(f"task type {task_type!r} is not a job of its cluster "
+         f"({', '.join(map(repr, cluster))})")
+  if isinstance(task_index, bool) or not isinstance(task_index, int):
+    fail(f"task index must be an integer; got {task_index!r}")
+  count = len(cluster[task_type])
+  if not 0 <= task_index < count:
+    fail(f"task index {task_index} is out of range: job {task_type!r} has "
+         f"{count} address(es), indices 0-{count - 1}")
+  return cluster, task_type, task_index
+
+
+def _bound_cluster_start_up(cluster, timeout_seconds: float):
+  """Makes the strategy's start-up fail after `timeout_seconds`.
+
+  MultiWorkerMirroredStrategy configures the same coordination service
+  unless one is configured already, but without a deadline: the leader
+  (chief, else worker 0) would wait forever for a worker that never comes.
+  """
+  runtime = context.context()
+  if runtime.coordination_service is not None:
+    return  # Configured by the caller; theirs wins.
+  leader = "chief" if "chief" in cluster else "worker"
+  runtime.configure_coordination_service(
+      service_type="standalone",
+      service_leader=f"/job:{leader}/replica:0/task:0",
+      coordinated_jobs=[
+          coordination_config_pb2.CoordinatedJob(name=job,
+                                                 num_tasks=len(cluster[job]))
+          for job in MULTI_WORKER_JOBS if job in cluster],
+      cluster_register_timeout_in_ms=int(timeout_seconds * 1000))
+  # Without the barrier the leader registers itself and then waits for the
+  # others with no deadline; with it, every task fails after the timeout.
+  runtime.coordination_service.cluster_register_with_barrier = True
+
+
+def _multi_worker_strategy(timeout_seconds: float):
+  if not timeout_seconds > 0:
+    raise ValueError(f"The multi-worker timeout must be > 0 seconds; got "
+                     f"{timeout_seconds}.")
+  # NCCL has no CPU kernel; RING all-reduces over gRPC on any device.
+  implementation = (
+      tf.distribute.experimental.CommunicationImplementation.NCCL
+      if tf.config.list_physical_devices("GPU") else
+      tf.distribute.experimental.CommunicationImplementation.RING)
+  options = tf.distribute.experimental.CommunicationOptions(
+      implementation=implementation)
+  text = os.environ.get("TF_CONFIG", "")
+  if not text.strip():
+    logging.warning("TF_CONFIG is not set: multi_worker trains on this "
+                    "machine alone.")
+    return tf.distribute.MultiWorkerMirroredStrategy(
+        communication_options=options)
+  cluster, task_type, task_index = parse_tf_config(text)
+  _bound_cluster_start_up(cluster, timeout_seconds)
+  try:
+    return tf.distribute.MultiWorkerMirroredStrategy(
+        communication_options=options)
+  except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError) as e:
+    others = "; ".join(
+        f"{job} {index} at {address}" for job, addresses in cluster.items()
+        for index, address in enumerate(addresses)
+        if (job, index) != (task_type, task_index))
+    reason = (getattr(e, "message", None) or str(e)).strip().splitlines()[0]
+    raise ValueError(
+        f"TF_CONFIG task {task_type} {task_index} could not connect to all "
+        f"the other workers ({others}) within {timeout_seconds:g} s "
+        f"(multi_worker_timeout_seconds). Start the same command on every "
+        f"address of the cluster, each with its own task, and check the "
+        f"addresses and that their ports are open. TensorFlow: "
+        f"{reason}") from None
 
 
 def _task(strategy):
@@ -92,6 +245,112 @@ def worker_directory(directory: str, strategy: tf.distribute.Strategy) -> str:
   if is_chief(strategy):
     return directory
   task_type, task_id = _task(strategy)
-  return os.path.join(tempfile.gettempdir(), "tfglv_workers",
-                      f"{task_type}_{task_id}",
+  # The process id keeps apart two clusters that share a host.
+  return os.path.join(tempfile.gettempdir(),
+                      f"tfglv_{task_type}_{task_id}_{os.getpid()}",
                       os.path.basename(os.path.normpath(directory)))
+
+
+def remove_worker_directory(directory: str, strategy: tf.distribute.Strategy):
+  """Removes what `worker_directory` gave a non-chief worker (after a save,
+  as TF's multi-worker guidance does); nothing on the chief."""
+  if not is_chief(strategy):
+    shutil.rmtree(os.path.dirname(worker_directory(directory, strategy)),
+                  ignore_errors=True)
+
+
+def num_workers(strategy: tf.distribute.Strategy) -> int:
+  """Processes that train together (1 unless multi-worker)."""
+  task_type, _ = _task(strategy)
+  if task_type is None:
+    return 1
+  spec = strategy.cluster_resolver.cluster_spec().as_dict()
+  return sum(len(spec.get(job, ())) for job in MULTI_WORKER_JOBS)
+
+
+def _distributed_value(variable):
+  # Keras 3 variables hold the (distributed) tf.Variable in `.value`; a
+  # tf.Variable's own `.value` is a method.
+  value = getattr(variable, "value", variable)
+  return variable if callable(value) else value
+
+
+def _gather(strategy, value: float) -> np.ndarray:
+  """Every replica's `value` (exact for integers below 2**53), replica 0
+  (on the chief) first. A collective: every worker calls it, in order."""
+  values = strategy.experimental_distribute_values_from_function(
+      lambda _: tf.constant([value], tf.float64))
+  return strategy.gather(values, axis=0).numpy()
+
+
+def chief_value(strategy: tf.distribute.Strategy, value: float) -> float:
+  """The chief's `value`, on every worker (a collective)."""
+  if num_workers(strategy) < 2:
+    return value
+  return float(_gather(strategy, value)[0])
+
+
+def check_workers_agree(strategy: tf.distribute.Strategy, value: float,
+                        what: str):
+  """Raises ValueError on every worker unless all hold the same `value`.
+
+  A collective: every worker must call it, in the same order.
+  """
+  if num_workers(strategy) < 2:
+    return
+  gathered = _gather(strategy, value)
+  if np.any(gathered != gathered[0]):
+    raise ValueError(f"The workers disagree on {what}: "
+                     f"{sorted(set(gathered.tolist()))} (one value per "
+                     f"replica).")
+
+
+def broadcast_from_chief(strategy: tf.distribute.Strategy, variables
+                         ) -> float:
+  """Sets `variables` on every worker to the chief's values.
+
+  Replica 0 lives on the chief; a sum over replicas of (value on replica
+  0, zero elsewhere) is an exact copy. A collective: every worker calls it.
+  Returns the largest change to this worker's values (0 when workers had
+  computed identical values, as identical hosts do).
+  """
+  if num_workers(strategy) < 2 or not variables:
+    return 0.0
+  values = [_distributed_value(v) for v in variables]
+
+  def replica_fn():
+    context_ = tf.distribute.get_replica_context()
+    flat = tf.concat([tf.reshape(tf.cast(v, tf.float32), [-1])
+                      for v in values], axis=0)
+    keep = tf.equal(context_.replica_id_in_sync_group, 0)
+    flat = tf.where(keep, flat, tf.zeros_like(flat))
+    return context_.all_reduce(tf.distribute.ReduceOp.SUM, flat)
+
+  summed = tf.function(lambda: strategy.run(replica_fn))()
+  chief_values = strategy.experimental_local_results(summed)[0]
+  pieces = tf.split(chief_values, [int(np.prod(v.shape)) for v in values])
+  largest_change = 0.0
+  with strategy.scope():
+    for value, piece in zip(values, pieces):
+      new = tf.cast(tf.reshape(piece, value.shape), value.dtype)
+      old = strategy.experimental_local_results(value)[0]
+      change = tf.reduce_max(tf.abs(tf.cast(new, tf.float64) -
+                                    tf.cast(old, tf.float64)))
+      largest_change = max(largest_change, float(change))
+      value.assign(new)
+  return largest_change
+
+
+def variables_digest(strategy: tf.distribute.Strategy, variables) -> str:
+  """SHA-256 of this process's copy of `variables` (dtype, shape, bytes).
+
+  Two workers print the same digest iff they hold bit-identical values.
+  """
+  digest = hashlib.sha256()
+  for variable in variables:
+    value = strategy.experimental_local_results(
+        _distributed_value(variable))[0]
+    array = np.ascontiguousarray(value.numpy())
+    digest.update(f"{array.dtype}{array.shape}".encode())
+    digest.update(array.tobytes())
+  return digest.hexdigest()

@@ -20,8 +20,14 @@ as an uninterrupted one.
 """
 
 from typing import Dict
+import warnings
 
 import tensorflow as tf
+
+# Iterating a distributed dataset inside tf.function reads its options in
+# graph mode, which TF 2.21 warns about on every trace; it is harmless here.
+warnings.filterwarnings("ignore", message="To make it possible to preserve "
+                        "tf.data options", category=UserWarning)
 
 TRAIN_METRICS = ("loss", "nll", "kl", "gradient_norm", "finite")
 EVAL_SUMS = ("loss", "iw_loss", "nll", "kl", "count")
@@ -33,6 +39,25 @@ def step_seed(seed: int, step, replica_id, micro_batch: int = 0) -> tf.Tensor:
                    tf.cast(step, tf.int32)])
   base = tf.random.experimental.stateless_fold_in(base, replica_id)
   return tf.random.experimental.stateless_fold_in(base, micro_batch)
+
+
+def _all_reduce_flat(context, scalars, tensors):
+  """Sums `scalars` and `tensors` over replicas in one all-reduce.
+
+  One flat vector instead of one reduction per variable keeps the step's
+  graph small (it is traced once per replica) and the reduction cheap.
+  """
+  shapes = [t.shape for t in tensors]
+  flat = tf.concat([tf.stack(scalars)] +
+                   [tf.reshape(tf.cast(t, tf.float32), [-1]) for t in tensors],
+                   axis=0)
+  flat = context.all_reduce(tf.distribute.ReduceOp.SUM, flat)
+  sizes = [len(scalars)] + [s.num_elements() for s in shapes]
+  pieces = tf.split(flat, sizes)
+  summed_scalars = tf.unstack(pieces[0])
+  summed = [tf.cast(tf.reshape(p, s), t.dtype)
+            for p, s, t in zip(pieces[1:], shapes, tensors)]
+  return summed_scalars, summed
 
 
 class TrainStep:
@@ -84,11 +109,9 @@ class TrainStep:
           a + b for a, b in zip(grads, micro_grads)]
       for key in sums:
         sums[key] += tf.reduce_sum(losses[key]) / self.global_batch_size
-    reduced = context.all_reduce(tf.distribute.ReduceOp.SUM,
-                                 [sums["loss"], sums["nll"], sums["kl"]] +
-                                 grads)
-    metrics = dict(zip(("loss", "nll", "kl"), reduced[:3]))
-    grads = reduced[3:]
+    metrics, grads = _all_reduce_flat(
+        context, [sums["loss"], sums["nll"], sums["kl"]], grads)
+    metrics = dict(zip(("loss", "nll", "kl"), metrics))
     gradient_norm = tf.linalg.global_norm(grads)
     finite = tf.logical_and(tf.math.is_finite(metrics["loss"]),
                             tf.math.is_finite(gradient_norm))
@@ -146,11 +169,23 @@ class EvalStep:
   def _replica_sums(self, images, batch_index):
     replica_id = tf.distribute.get_replica_context().replica_id_in_sync_group
     seed = step_seed(self.seed + 1, batch_index, replica_id)
-    losses = self.model.compute_losses(
-        images, seed, training=False, num_samples=self.num_posterior_samples)
-    sums = {key: tf.reduce_sum(tf.cast(losses[key], tf.float64))
-            for key in EVAL_SUMS if key != "count"}
-    sums["count"] = tf.cast(tf.shape(images)[0], tf.float64)
+    count = tf.shape(images)[0]
+    keys = [key for key in EVAL_SUMS if key != "count"]
+
+    def compute():
+      losses = self.model.compute_losses(
+          images, seed, training=False,
+          num_samples=self.num_posterior_samples)
+      return {key: tf.reduce_sum(tf.cast(losses[key], tf.float64))
+              for key in keys}
+
+    def nothing():
+      return {key: tf.constant(0.0, tf.float64) for key in keys}
+
+    # When the test split does not fill the last global batch, some replicas
+    # receive an empty one, which the encoder's convolutions reject.
+    sums = tf.cond(count > 0, compute, nothing)
+    sums["count"] = tf.cast(count, tf.float64)
     return sums
 
   def _evaluate(self, dataset) -> Dict[str, tf.Tensor]:
@@ -159,8 +194,9 @@ class EvalStep:
     for batch in dataset:
       sums = self.strategy.run(self._replica_sums,
                                args=(batch["image"], batch_index))
-      for key in EVAL_SUMS:
-        totals[key] += self.strategy.reduce(tf.distribute.ReduceOp.SUM,
-                                            sums[key], axis=None)
+      # Rebinding the whole dict keeps it a loop variable for AutoGraph.
+      totals = {key: totals[key] + self.strategy.reduce(
+          tf.distribute.ReduceOp.SUM, sums[key], axis=None)
+                for key in EVAL_SUMS}
       batch_index += 1
     return totals

@@ -106,7 +106,7 @@ class Progress:
           num_steps, stateful_metrics=("loss", "bpd", "kl", "nll",
                                        "learning_rate", "gradient_norm",
                                        "skipped_steps", "images_per_second"),
-          unit_name="step")
+          unit_name="step", interval=0)  # Updated every log_every anyway.
       self._bar.update(initial_step)
 
   def update(self, step: int, values: Dict[str, float]):
