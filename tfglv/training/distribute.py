@@ -23,16 +23,16 @@ import json
 import os
 import shutil
 import tempfile
-
 from typing import Dict, List, Tuple
 
 from absl import logging
 import numpy as np
 import tensorflow as tf
-from tensorflow.python.eager import context
-# MultiWorkerMirroredStrategy configures its coordination service with this
-# proto; configuring it first is the only way to bound the start-up wait.
+# Internal modules, as MultiWorkerMirroredStrategy itself uses them:
+# configuring its coordination service first (with a deadline) is the only
+# way to bound its start-up wait (TF 2.21).
 from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+from tensorflow.python.eager import context
 
 STRATEGIES = ("mirrored", "one_device", "multi_worker")
 # Jobs a TF_CONFIG cluster may have for MultiWorkerMirroredStrategy training
@@ -144,10 +144,12 @@ def parse_tf_config(text: str) -> Tuple[Dict[str, List[str]], str, int]:
     fail(f"cluster has {len(cluster['chief'])} chiefs; at most one")
   if not isinstance(task, dict):
     fail("has no 'task' (an object with 'type' and 'index')")
-  task_type, task_index = task.get("type"), task.get("index", 0)
+  task_type, task_index = task.get("type"), task.get("index")
   if task_type not in cluster:
     fail(f"task type {task_type!r} is not a job of its cluster "
          f"({', '.join(map(repr, cluster))})")
+  if "index" not in task:
+    fail("task has no 'index' (this process's position in its job's list)")
   if isinstance(task_index, bool) or not isinstance(task_index, int):
     fail(f"task index must be an integer; got {task_index!r}")
   count = len(cluster[task_type])
@@ -319,12 +321,13 @@ def broadcast_from_chief(strategy: tf.distribute.Strategy, variables
   values = [_distributed_value(v) for v in variables]
 
   def replica_fn():
-    context_ = tf.distribute.get_replica_context()
-    flat = tf.concat([tf.reshape(tf.cast(v, tf.float32), [-1])
+    replica_context = tf.distribute.get_replica_context()
+    # float64 holds every float32 (and narrower) value exactly.
+    flat = tf.concat([tf.reshape(tf.cast(v, tf.float64), [-1])
                       for v in values], axis=0)
-    keep = tf.equal(context_.replica_id_in_sync_group, 0)
+    keep = tf.equal(replica_context.replica_id_in_sync_group, 0)
     flat = tf.where(keep, flat, tf.zeros_like(flat))
-    return context_.all_reduce(tf.distribute.ReduceOp.SUM, flat)
+    return replica_context.all_reduce(tf.distribute.ReduceOp.SUM, flat)
 
   summed = tf.function(lambda: strategy.run(replica_fn))()
   chief_values = strategy.experimental_local_results(summed)[0]
