@@ -14,6 +14,7 @@ later ones win. Examples:
 """
 
 import gc
+import os
 
 from absl import app
 from absl import flags
@@ -105,6 +106,9 @@ def config_from_flags() -> configs.Config:
     overrides[field.strip()] = value.strip()
   model = overrides.pop("model", "glvae")
   config = configs.override(configs.get(FLAGS.config, model=model), overrides)
+  if config.data.path and "://" not in config.data.path:
+    # config.json must name the data wherever later tools run from.
+    config.data.path = os.path.abspath(config.data.path)
   return configs.validate(config)
 
 

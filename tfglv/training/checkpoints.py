@@ -166,6 +166,10 @@ def restore_from_workdir(workdir: str, checkpoint: Optional[str] = None
     raise ValueError(f"workdir {workdir!r} has no checkpoint in "
                      f"{checkpoint_directory(workdir)}; train first (or "
                      f"wait for the first checkpoint_every steps).")
+  # bfloat16 coupling networks are a training speed-up; a chain of inverses
+  # is only bit-reproducible in float32 (DecoderConfig.compute_dtype). The
+  # variables are float32 either way.
+  config = configs.override(config, {"decoder.compute_dtype": "float32"})
   model = model_lib.build_model(config)
   step = tf.Variable(0, dtype=tf.int64, trainable=False)
   state = make_checkpoint(model, step=step)
