@@ -184,14 +184,19 @@ class ServingFunctions:
       # No quotes: Assert prints its strings C-escaped.
       described = self.specs[signature].describe_input(name)
       message = f"{signature}: input {name} must be {described}; got shape"
-      checks = [tf.debugging.Assert(ok, [message, shape])]
+      with tf.control_dependencies([tf.debugging.Assert(ok, [message,
+                                                             shape])]):
+        # Grappler folds what the traced signature fixes (the rank; the whole
+        # shape of seed, temperature, num_samples) into constants, so the
+        # Assert misses those; EnsureShape is kept, and names the input.
+        # The checks below reduce over the traced rank, so they come after.
+        tensor = tf.ensure_shape(tensor, expected.shape)
+      checks = []
       free = [i for i, d in enumerate(expected.shape) if d is None]
       if free:
-        # An empty batch would reach convolutions that mis-shape it. Only
-        # checked once the shape fits, so that message wins.
-        nonempty = tf.reduce_all(tf.gather(padded, free) >= 1)
+        # An empty batch would reach convolutions that mis-shape it.
         checks.append(tf.debugging.Assert(
-            tf.logical_or(tf.logical_not(ok), nonempty),
+            tf.reduce_all(tf.gather(tf.shape(tensor), free) >= 1),
             [f"{signature}: input {name} must not be empty (every free size "
              f"of {described} >= 1); got shape", shape]))
       if expected.dtype.is_floating:
