@@ -83,12 +83,16 @@ def run_size(size, peaks):
                                   "lu" if "lu" in parts else "full", dtype,
                                   init_images=init_images)
       jit = "xla" in parts
-    step = harness.make_train_step(model, harness.make_optimizer(), jit)
-    concrete = step.get_concrete_function(images,
-                                          tf.constant([0, 0], tf.int32))
+    # FLOPs from the plain step's graph (the trainer's step adds only
+    # element-wise work: the gradient norm and finite check); time from the
+    # step of --step.
+    plain = harness.make_train_step(
+        model, harness.make_optimizer(FLAGS.optimizer), jit, kind="plain")
+    concrete = plain.get_concrete_function(images,
+                                           tf.constant([0, 0], tf.int32))
     per_type = graph_flops(concrete)
     flops[name] = (sum(per_type.values()), per_type)
-    steps[name] = step
+    steps[name] = plain if jit else harness.step_for(model)
     dtypes[name] = dtype
   times = harness.time_interleaved(steps, images, FLAGS.rounds)
   rows = []
@@ -102,7 +106,8 @@ def run_size(size, peaks):
                  f"{100 * rate / peaks['float32']:.1f}",
                  f"{100 * rate / peaks[dtypes[name]]:.1f}"))
   harness.print_table(
-      f"Training step FLOPs (batch 16, fwd+bwd, TF op stats), size {size!r}; "
+      f"Training step FLOPs (batch 16, fwd+bwd, TF op stats), size {size!r}, "
+      f"{FLAGS.step} step; "
       f"matmul peak float32 {peaks['float32']:.1f}, bfloat16 "
       f"{peaks['bfloat16']:.1f} GFLOP/s; {harness.load_average()}",
       ("model", "GFLOP/step", "% in convs", "s/step", "GFLOP/s",

@@ -14,12 +14,14 @@ import warnings
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 warnings.filterwarnings("ignore")
 
-import keras  # pylint: disable=g-import-not-at-top
+from absl import flags  # pylint: disable=g-import-not-at-top
+import keras
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 import tfglv
+import tfglv.training  # pylint: disable=unused-import
 
 tfb, tfd = tfp.bijectors, tfp.distributions
 CIFAR = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
@@ -83,29 +85,44 @@ def _tfp_glow(num_steps_per_block: int, hidden: int, num_glow_blocks: int = 3):
 
 
 class TFPGlowModel:
-  """`tfp.bijectors.Glow` as a density over dequantised uint8 images."""
+  """`tfp.bijectors.Glow` as a density over dequantised uint8 images.
 
-  def __init__(self, num_steps_per_block: int, hidden: int):
+  Its ActNorm layers initialise from the data of their first call, as
+  tfglv's do from `model.initialize(images)`: that first call must see
+  real images (a batch of zeros would give every ActNorm a 1/eps scale, a
+  loss of ~1e34 bits/dim and infinite gradients).
+  """
+
+  def __init__(self, num_steps_per_block: int, hidden: int, init_images=None):
     self.num_steps_per_block = num_steps_per_block
     self.hidden = hidden
     self.bijector = _tfp_glow(num_steps_per_block, hidden)
     self.distribution = tfd.TransformedDistribution(
         tfd.Sample(tfd.Normal(0.0, 1.0), [32 * 32 * 3]), self.bijector)
-    # Creates the lazily built variables (ActNorm) with a first call.
-    self.distribution.log_prob(tf.zeros([1, 32, 32, 3]))
+    if init_images is None:
+      init_images = load_images(64)
+    # Creates the variables and initialises ActNorm on real images.
+    self.distribution.log_prob(
+        self.dequantize(init_images, tf.constant([0, 1], tf.int32)))
+
+  @staticmethod
+  def dequantize(images, seed):
+    """uint8 -> [-1, 1), uniform noise inside each grey level."""
+    x = tf.cast(images, tf.float32)
+    noise = tf.random.stateless_uniform(tf.shape(x), seed)
+    return (x + noise) * (2.0 / 256.0) - 1.0
 
   @property
   def trainable_variables(self):
     return list(self.bijector.trainable_variables)
 
-  def compute_losses(self, images, seed, training=True):
-    del training
-    x = tf.cast(images, tf.float32)
-    noise = tf.random.stateless_uniform(tf.shape(x), seed)
-    x = (x + noise) * (2.0 / 256.0) - 1.0
+  def compute_losses(self, images, seed, training=True, num_samples=1):
+    del training, num_samples  # An exact likelihood: no posterior samples.
+    x = self.dequantize(images, seed)
     num_dims = 32 * 32 * 3
     nll = -self.distribution.log_prob(x) + num_dims * np.log(128.0)
-    return {"loss": nll / (num_dims * np.log(2.0))}
+    bpd = nll / (num_dims * np.log(2.0))
+    return {"loss": bpd, "nll": bpd, "kl": tf.zeros_like(bpd)}
 
 
 def tfp_glow_params(num_steps_per_block: int, hidden: int) -> int:
@@ -138,16 +155,74 @@ def matched_tfp_glow(target_params: int, hidden: int = 512) -> TFPGlowModel:
   return model
 
 
-def make_optimizer():
-  """The optimizer of every benchmarked model (AdamW as in DESIGN 5)."""
-  return keras.optimizers.AdamW(learning_rate=1e-4, weight_decay=1e-6)
+OPTIMIZERS = ("tfglv", "keras")
+STEPS = ("trainer", "plain")
+flags.DEFINE_enum("step", "trainer", STEPS,
+                  "trainer: tfglv's TrainStep, as train.main runs it; plain: "
+                  "loss, gradients and the optimizer in one tf.function.")
+flags.DEFINE_enum("optimizer", "tfglv", OPTIMIZERS,
+                  "tfglv: the trainer's fused AdamW; keras: "
+                  "keras.optimizers.AdamW. Every model uses the same one.")
+FLAGS = flags.FLAGS
+
+
+def step_for(model, jit_compile: bool = False, batch_size: int = 16):
+  """`make_train_step` with the --step and --optimizer flags."""
+  return make_train_step(model, make_optimizer(FLAGS.optimizer), jit_compile,
+                         batch_size, "plain" if jit_compile else FLAGS.step)
+
+
+def make_optimizer(kind: str = "tfglv"):
+  """The optimizer of every benchmarked model: AdamW as in DESIGN 5.
+
+  "tfglv" is the trainer's AdamW (`tfglv.training.optimizer`: one fused
+  `ResourceApplyAdam` per variable); "keras" is `keras.optimizers.AdamW`,
+  the same math in some thirty small ops per variable.
+  """
+  if kind == "keras":
+    return keras.optimizers.AdamW(learning_rate=1e-4, weight_decay=1e-6)
+  if kind == "tfglv":
+    return tfglv.training.optimizer.ReducedGradientAdamW(
+        learning_rate=1e-4, weight_decay=1e-6)
+  raise ValueError(f"Unknown optimizer {kind!r}; allowed: "
+                   f"{', '.join(OPTIMIZERS)}.")
 
 
 def make_train_step(model, optimizer, jit_compile: bool = False,
-                    batch_size: int = 16):
-  """A compiled step: loss, gradients, AdamW update; returns the loss."""
+                    batch_size: int = 16, kind: str = "trainer"):
+  """A compiled training step `fn(images, seed) -> loss`.
+
+  "trainer" is tfglv's own `tfglv.training.steps.TrainStep` (the step
+  `train.main` runs: loss, gradients, their all-reduce and norm, the
+  finite check, AdamW) under the default strategy, fed `images` again and
+  again; "plain" is loss, gradients and the optimizer alone, in one
+  `tf.function` that may be XLA-compiled.
+  """
   variables = list(model.trainable_variables)
   optimizer.build(variables)
+  if kind == "trainer":
+    if jit_compile:
+      raise ValueError("XLA rows need --step=plain.")
+    config = tfglv.configs.override(tfglv.configs.get("cifar10"), {
+        "train.batch_size": str(batch_size)}).train
+    train_step = tfglv.training.steps.TrainStep(
+        model, optimizer, tf.distribute.get_strategy(), config, batch_size,
+        step=tf.Variable(0, dtype=tf.int64, trainable=False),
+        skipped_steps=tf.Variable(0, dtype=tf.int64, trainable=False))
+    feeds = {}
+
+    def trainer_step(images, seed):
+      del seed  # TrainStep derives its seed from its step counter.
+      key = id(images)
+      if key not in feeds:
+        feeds.clear()
+        feeds[key] = iter(tf.data.Dataset.from_tensors(
+            {"image": images}).repeat())
+      return train_step.train_step(feeds[key])["loss"]
+
+    return trainer_step
+  if kind != "plain":
+    raise ValueError(f"Unknown step {kind!r}; allowed: {', '.join(STEPS)}.")
 
   def step(images, seed):
     with tf.GradientTape() as tape:

@@ -18,6 +18,8 @@ import sys
 from absl import app
 from absl import flags
 
+from bench import harness  # pylint: disable=g-bad-import-order  (defines --step, --optimizer)
+
 flags.DEFINE_list("sizes", ["small", "full"], "Sizes.")
 flags.DEFINE_list("variants", ["glvae", "glow", "glvae_lu", "glvae_bf16",
                                "tfp_glow"], "Models (as in train_throughput).")
@@ -30,7 +32,6 @@ def _max_rss_mib():
 
 
 def measure_one(size, variant):
-  from bench import harness  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   images = harness.load_images(16)
   if variant == "tfp_glow":
@@ -44,8 +45,7 @@ def measure_one(size, variant):
         size, parts[0], "lu" if "lu" in parts else "full",
         "bfloat16" if "bf16" in parts else "float32",
         init_images=harness.load_images(64))
-  optimizer = harness.make_optimizer()
-  step = harness.make_train_step(model, optimizer)
+  step = harness.step_for(model)
   try:
     tf.config.experimental.get_memory_info("CPU:0")
     allocator = "available"
@@ -65,12 +65,12 @@ def main(argv):
     size, variant = FLAGS.one.split(":")
     print("RESULT " + json.dumps(measure_one(size, variant)))
     return
-  from bench import harness  # pylint: disable=g-import-not-at-top
   rows = []
   for size in FLAGS.sizes:
     for variant in FLAGS.variants:
       out = subprocess.run(
-          [sys.executable, "-m", "bench.memory", f"--one={size}:{variant}"],
+          [sys.executable, "-m", "bench.memory", f"--one={size}:{variant}",
+           f"--step={FLAGS.step}", f"--optimizer={FLAGS.optimizer}"],
           capture_output=True, text=True, check=False)
       lines = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
       if not lines:

@@ -46,8 +46,7 @@ def run_size(size):
     model, jit = _tfglv_row(name, size, init_images)
     models[name] = model
     params[name] = harness.num_params(model.trainable_variables)
-    steps[name] = harness.make_train_step(model, harness.make_optimizer(),
-                                          jit, FLAGS.batch_size)
+    steps[name] = harness.step_for(model, jit, FLAGS.batch_size)
   peers = {}
   if "tfp_glow" in FLAGS.variants:
     for base in ("glvae", "glow"):
@@ -58,8 +57,7 @@ def run_size(size):
       name = f"tfp_glow@{base}"
       peers[base] = name
       params[name] = harness.num_params(peer.trainable_variables)
-      steps[name] = harness.make_train_step(peer, harness.make_optimizer(),
-                                            False, FLAGS.batch_size)
+      steps[name] = harness.step_for(peer, False, FLAGS.batch_size)
       models[name] = peer
   times = harness.time_interleaved(steps, images, FLAGS.rounds,
                                    FLAGS.steps_per_round)
@@ -80,7 +78,8 @@ def run_size(size):
                  f"{FLAGS.batch_size / median[name]:.1f}", ratio, detail))
   harness.print_table(
       f"Training step, size {size!r}, batch {FLAGS.batch_size}, "
-      f"{FLAGS.rounds}x{FLAGS.steps_per_round} timed steps per model; "
+      f"{FLAGS.rounds}x{FLAGS.steps_per_round} timed steps per model, "
+      f"{FLAGS.step} step, {FLAGS.optimizer} AdamW; "
       f"{harness.load_average()}",
       ("model", "params", "s/step (median)", "s/step per round", "images/s",
        "vs matched tfp Glow", "peer"), rows)

@@ -59,6 +59,21 @@ class FlowBijector(tfb.Bijector):
     return self.inverse_and_log_det(y, **condition)[1]
 
 
+def split_channels(x: tf.Tensor, first: int) -> Tuple[tf.Tensor, tf.Tensor]:
+  """(x[..., :first], x[..., first:]) as one `tf.split`.
+
+  Same values as two slices, but the gradient is one concat: a slice's
+  gradient (`StridedSliceGrad`) writes a zero-padded full-size tensor per
+  slice and adds them, which cost ~8% of a small training step.
+  """
+  total = x.shape[-1]
+  if total is None:
+    raise ValueError("split_channels needs a static channel count.")
+  if not 0 <= first <= total:
+    raise ValueError(f"first must be in [0, {total}]; got {first}.")
+  return tuple(tf.split(x, [first, total - first], axis=-1))
+
+
 def batch_zeros(x: tf.Tensor) -> tf.Tensor:
   """A `[batch]` vector of zeros in `x`'s dtype."""
   return tf.zeros(tf.shape(x)[:1], dtype=x.dtype)
@@ -132,11 +147,11 @@ class OnTrailingChannels(FlowBijector):
         name=name or "on_trailing_channels")
 
   def forward_and_log_det(self, x, **condition):
-    kept, moved = x[..., :self._start], x[..., self._start:]
+    kept, moved = split_channels(x, self._start)
     moved, log_det = self._bijector.forward_and_log_det(moved, **condition)
     return tf.concat([kept, moved], axis=-1), log_det
 
   def inverse_and_log_det(self, y, **condition):
-    kept, moved = y[..., :self._start], y[..., self._start:]
+    kept, moved = split_channels(y, self._start)
     moved, log_det = self._bijector.inverse_and_log_det(moved, **condition)
     return tf.concat([kept, moved], axis=-1), log_det

@@ -208,11 +208,12 @@ class CouplingLayer(keras.layers.Layer):
     if self.split == "alternate":
       pairs = tf.reshape(
           x, tf.concat([tf.shape(x)[:-1], [self.num_channels // 2, 2]], 0))
-      even, odd = pairs[..., 0], pairs[..., 1]
+      even, odd = tf.unstack(pairs, num=2, axis=-1)
       return (even, odd) if self.order == "up" else (odd, even)
     if self.order == "up":
-      return x[..., :self.num_conditioning], x[..., self.num_conditioning:]
-    return x[..., self.num_transformed:], x[..., :self.num_transformed]
+      return base.split_channels(x, self.num_conditioning)
+    transformed, conditioning = base.split_channels(x, self.num_transformed)
+    return conditioning, transformed
 
   def merge_channels(self, conditioning, transformed):
     """Inverse of `split_channels`."""
@@ -250,7 +251,7 @@ class AffineCoupling(base.FlowBijector):
     if layer.transform == "additive":
       return params, None
     n = layer.num_transformed
-    shift, u = params[..., :n], params[..., n:]
+    shift, u = base.split_channels(params, n)
     scale = layer.alpha * tf.tanh(u / 2.0) + 1.0
     return shift, scale
 

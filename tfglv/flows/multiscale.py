@@ -186,8 +186,8 @@ class MultiScaleFlowLayer(keras.layers.Layer):
       h = tf.nn.space_to_depth(h, 2)
       if index < len(self.num_steps) - 1:
         keep = h.shape[-1] - self.factored_channels[index - 1]
-        pieces.append(h[..., keep:])
-        h = h[..., :keep]
+        h, piece = base.split_channels(h, keep)
+        pieces.append(piece)
     return pieces + [h]
 
   def assemble(self, pieces: Sequence[tf.Tensor]) -> tf.Tensor:
@@ -248,8 +248,8 @@ class MultiScaleFlow(base.FlowBijector):
         log_det += ldj
         if prior is not None:
           kept = layer.level_priors[index][len(leaving)].num_kept
-          leaving.append(h[..., kept:])
-          h = h[..., :kept]
+          h, piece = base.split_channels(h, kept)
+          leaving.append(piece)
       if leaving:
         pieces.append(tf.concat(leaving[::-1], axis=-1))
     return layer.assemble(pieces + [h]), log_det
@@ -266,8 +266,8 @@ class MultiScaleFlow(base.FlowBijector):
         steps, prior = blocks[j]
         if prior is not None:
           leaving = layer.level_priors[index][j].num_leaving
-          h = tf.concat([h, piece[..., :leaving]], axis=-1)
-          piece = piece[..., leaving:]
+          entering, piece = base.split_channels(piece, leaving)
+          h = tf.concat([h, entering], axis=-1)
         h, ldj = _run(steps + ([prior] if prior else []), h, z, inverse=True)
         log_det += ldj
       if index > 0:
