@@ -209,16 +209,17 @@ def make_train_step(model, optimizer, jit_compile: bool = False,
         model, optimizer, tf.distribute.get_strategy(), config, batch_size,
         step=tf.Variable(0, dtype=tf.int64, trainable=False),
         skipped_steps=tf.Variable(0, dtype=tf.int64, trainable=False))
-    feeds = {}
+    feed = []  # (images, iterator over them), made by the first call.
 
     def trainer_step(images, seed):
       del seed  # TrainStep derives its seed from its step counter.
-      key = id(images)
-      if key not in feeds:
-        feeds.clear()
-        feeds[key] = iter(tf.data.Dataset.from_tensors(
-            {"image": images}).repeat())
-      return train_step.train_step(feeds[key])["loss"]
+      if not feed:
+        feed.append((images, iter(tf.data.Dataset.from_tensors(
+            {"image": images}).repeat())))
+      if images is not feed[0][0]:
+        raise ValueError("A trainer step is fed one batch, again and again; "
+                         "pass the tensor of its first call.")
+      return train_step.train_step(feed[0][1])["loss"]
 
     return trainer_step
   if kind != "plain":

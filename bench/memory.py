@@ -3,7 +3,7 @@
     python -m bench.memory --sizes=small,full
 
 TensorFlow's allocator statistics (`tf.config.experimental.get_memory_info`)
-are not kept for the CPU device, so each model runs in its own process and
+are zeros for the CPU device, so each model runs in its own process and
 the process's resident-set high-water mark (`resource.getrusage`,
 ru_maxrss) is read after building (variables + optimizer slots) and again
 after two training steps at batch 16; the difference is what the step
@@ -46,17 +46,11 @@ def measure_one(size, variant):
         "bfloat16" if "bf16" in parts else "float32",
         init_images=harness.load_images(64))
   step = harness.step_for(model)
-  try:
-    tf.config.experimental.get_memory_info("CPU:0")
-    allocator = "available"
-  except (ValueError, RuntimeError):
-    allocator = "not tracked on CPU"
   built = _max_rss_mib()
   for i in range(2):
     step(images, tf.constant([i, 0], tf.int32)).numpy()
   return {"params": harness.num_params(model.trainable_variables),
-          "built_mib": built, "peak_mib": _max_rss_mib(),
-          "allocator": allocator}
+          "built_mib": built, "peak_mib": _max_rss_mib()}
 
 
 def main(argv):
@@ -74,17 +68,18 @@ def main(argv):
           capture_output=True, text=True, check=False)
       lines = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
       if not lines:
-        rows.append((size, variant, "failed", "", "", "", out.stderr[-200:]))
+        error = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        rows.append((size, variant, "failed", "", "", error[:160]))
         continue
       r = json.loads(lines[-1][len("RESULT "):])
       rows.append((size, variant, f"{r['params'] / 1e6:.2f}M",
                    f"{r['built_mib']:.0f}", f"{r['peak_mib']:.0f}",
-                   f"{r['peak_mib'] - r['built_mib']:.0f}", r["allocator"]))
+                   f"{r['peak_mib'] - r['built_mib']:.0f}"))
   harness.print_table(
       "Peak resident memory (MiB) of a training step at batch 16; "
       f"{harness.load_average()}",
       ("size", "model", "params", "after build", "peak after 2 steps",
-       "step adds", "TF CPU allocator stats"), rows)
+       "step adds"), rows)
 
 
 if __name__ == "__main__":

@@ -6,9 +6,10 @@ At batch 16 on 32x32x3 images, for each size: tfglv "glvae" and "glow",
 their variants (LU 1x1 convs, bfloat16 coupling networks, XLA), and
 `tfp.bijectors.Glow` (its default conv nets) built to the parameter count
 of each tfglv model. Every model is trained by the same compiled step
-(`harness.make_train_step`: loss, gradients, AdamW) in this process; steps
-are interleaved round by round and warm-up is excluded, so the printed
-ratios hold whatever the machine's load.
+(`harness.make_train_step`: by default tfglv's own `TrainStep` with the
+trainer's AdamW, see --step and --optimizer) in this process; steps are
+interleaved round by round and warm-up is excluded, so the printed ratios
+hold whatever the machine's load.
 """
 
 from absl import app

@@ -16,6 +16,8 @@ from tfglv import data
 from tfglv.data import preprocess
 from tfglv.data import synthetic
 
+from run_testlib import write_cifar10_metadata
+
 CIFAR_SUBSET = os.path.join(os.path.dirname(__file__), "..", "..", "shared",
                             "data", "cifar10_subset.npz")
 
@@ -332,16 +334,6 @@ def test_folder_of_images(tmp_path):
 
 
 # --- TFDS ------------------------------------------------------------------
-
-
-def write_cifar10_metadata(data_dir, train=40, test=8):
-  """Writes the metadata of a prepared cifar10 (no records) to data_dir."""
-  builder = tfds.builder("cifar10", data_dir=data_dir)
-  builder.info.set_splits(tfds.core.SplitDict([
-      tfds.core.SplitInfo(name="train", shard_lengths=[train], num_bytes=0),
-      tfds.core.SplitInfo(name="test", shard_lengths=[test], num_bytes=0)]))
-  os.makedirs(builder.data_dir, exist_ok=True)
-  builder.info.write_to_directory(builder.data_dir)
 
 
 def test_tfds_cifar10_under_mock_data(tmp_path):

@@ -22,6 +22,9 @@ import pytest
 
 from tfglv.training import distribute
 
+from run_testlib import checkpoint_steps
+from run_testlib import summary_of
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Tracing dominates; two workers and the reference share two cores (the
 # main test took 84 s on a 2-core machine busy with other jobs).
@@ -117,17 +120,6 @@ def processes(tmp_path):
     yield started
   finally:
     started.kill()
-
-
-def summary_of(workdir):
-  with open(os.path.join(workdir, "train_summary.json")) as f:
-    return json.load(f)
-
-
-def checkpoint_steps(workdir):
-  names = os.listdir(os.path.join(workdir, "checkpoints"))
-  return sorted(int(n.split("-")[1].split(".")[0]) for n in names
-                if n.startswith("ckpt-") and n.endswith(".index"))
 
 
 def worker_directories(tmpdir):

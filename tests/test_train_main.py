@@ -4,12 +4,14 @@ The CPU is split into 2 logical devices, which must happen before
 TensorFlow initialises its devices; hence a fresh process per run.
 """
 
-import json
 import os
 import subprocess
 import sys
 
 import pytest
+
+from run_testlib import checkpoint_steps
+from run_testlib import summary_of
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A 2-replica run of tiny small enough to finish quickly once traced.
@@ -32,17 +34,6 @@ def run_main(*args):
                           cwd=REPO, capture_output=True, text=True,
                           timeout=900, check=False)
   return result
-
-
-def summary_of(workdir):
-  with open(os.path.join(workdir, "train_summary.json")) as f:
-    return json.load(f)
-
-
-def checkpoint_steps(workdir):
-  names = os.listdir(os.path.join(workdir, "checkpoints"))
-  return sorted(int(n.split("-")[1].split(".")[0]) for n in names
-                if n.startswith("ckpt-") and n.endswith(".index"))
 
 
 def test_two_replicas_train_checkpoint_and_resume(tmp_path):

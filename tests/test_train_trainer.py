@@ -16,6 +16,8 @@ from tfglv.training import checkpoints
 from tfglv.training import summaries
 from tfglv.training import trainer as trainer_lib
 
+from run_testlib import write_cifar10_metadata
+
 CIFAR_NPZ = os.path.join(os.path.dirname(__file__), "..", "..", "shared",
                          "data", "cifar10_subset.npz")
 # Settings that keep a trainer run to seconds after tracing.
@@ -121,16 +123,6 @@ def test_replica_difference_detects_diverged_copies():
 
 
 # --- real runs ------------------------------------------------------------
-
-
-def write_cifar10_metadata(data_dir, train=40, test=8):
-  """Metadata of a prepared cifar10 without records, for mock_data."""
-  builder = tfds.builder("cifar10", data_dir=data_dir)
-  builder.info.set_splits(tfds.core.SplitDict([
-      tfds.core.SplitInfo(name="train", shard_lengths=[train], num_bytes=0),
-      tfds.core.SplitInfo(name="test", shard_lengths=[test], num_bytes=0)]))
-  os.makedirs(builder.data_dir, exist_ok=True)
-  builder.info.write_to_directory(builder.data_dir)
 
 
 # TF warns when a distributed dataset is iterated inside tf.function.
