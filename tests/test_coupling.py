@@ -80,7 +80,7 @@ def test_scale_is_bounded_by_alpha(alpha):
   # Saturated network outputs reach the bounds: scale -> 1 -/+ alpha.
   last = layer.network.dense_out
   for sign in (-1.0, 1.0):
-    last.kernel.assign(tf.zeros_like(last.kernel))
+    last.length.assign(tf.zeros_like(last.length))  # w = 0
     last.bias.assign([0.0, sign * 60.0])  # [shift, u]
     # A fresh tensor each call: TFP caches log-dets by input identity.
     ldj = layer.bijector.forward_log_det_jacobian(

@@ -24,7 +24,9 @@ def _images(config, n=8, seed=0):
 def _expected_trainable_variables(config):
   """Counted from the architecture of DESIGN sections 2-4, independently."""
   conditional = config.model == "glvae"
-  coupling = 4 + (2 if conditional else 0)
+  # conv_in, conv_hidden, weight-normalised conv_out (direction, length,
+  # bias), and Dense(z) (kernel, bias) when conditional.
+  coupling = 5 + (2 if conditional else 0)
   step = 2 * 2 + 1 + 4 * coupling
   prior_block = 1 + coupling + 2
   count = 0
@@ -35,13 +37,13 @@ def _expected_trainable_variables(config):
       count += len(blocks) * prior_block
   if config.model == "glow":
     return count
-  count += config.prior.num_steps * (2 * 2 + 1 + 4 * 6)
+  count += config.prior.num_steps * (2 * 2 + 1 + 4 * 7)
   in_channels = config.channels
   for width in config.encoder.channels:
     count += 6 + (3 if in_channels != width else 0)  # stride-1 block
     count += 6 + 3  # stride-2 block always has a shortcut
     in_channels = width
-  count += 2 + 2  # top 1x1 conv, head dense
+  count += 2 + 3  # top 1x1 conv, weight-normalised head
   if config.model == "glvae_prior_only":
     count += 2 * (len(config.decoder.num_steps) - 1)
   return count
@@ -69,12 +71,13 @@ def test_exact_trainable_variable_count_and_every_variable_trains(model_name):
   assert not unchanged
 
 
-@pytest.mark.parametrize("model_name,target", [("glvae", 51.86e6),
-                                               ("glow", 46.52e6)])
-def test_cifar10_parameter_counts(model_name, target):
+# The authors' counts (wolf configs, weight-norm g and v included).
+@pytest.mark.parametrize("model_name,target", [("glvae", 51_860_457),
+                                               ("glow", 46_521_601)])
+def test_cifar10_parameter_counts_equal_the_authors(model_name, target):
   model = tfglv.build_model(tfglv.configs.get("cifar10", model=model_name))
   count = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
-  assert abs(count - target) / target < 0.01, count
+  assert count == target
 
 
 @pytest.mark.parametrize("model_name", tfglv.configs.MODEL_VARIANTS)
@@ -169,12 +172,17 @@ def test_cifar10_glvae_round_trip_on_real_images_with_perturbed_weights():
   model = tfglv.build_model(config)
   images = tf.constant(np.load(CIFAR)["x_test"][:8])
   model.initialize(images)
-  flow_checks.perturb(model.trainable_variables, stddev=0.1, seed=1,
+  # stddev 0.05; it was 0.1 before the coupling nets took the authors'
+  # hidden-layer init, whose larger first-layer weights carry the same
+  # perturbation ~2.5x farther (to 56-150 units from the identity, where
+  # float32 round trips reach 3e-5 to 2.2e-4). At 0.05 the decoder moves
+  # 10-19 units (seeds 1-3) and the 1e-4 bound is unchanged.
+  flow_checks.perturb(model.trainable_variables, stddev=0.05, seed=1,
                       per_fan_in=True)
   x = model._to_flow_range(model._bins(images), 0.5)
   z, _ = model.posterior(images)
   v, _ = model.decoder_bijector.forward_and_log_det(x, z=z)
-  assert np.abs(v.numpy() - x.numpy()).max() > 0.1  # far from identity
+  assert np.abs(v.numpy() - x.numpy()).max() > 5.0  # far from identity
   x_back, _ = model.decoder_bijector.inverse_and_log_det(tf.identity(v), z=z)
   error = np.abs(x_back.numpy() - x.numpy()).max()
   print(f"cifar10 glvae float32 round-trip max error: {error:.3g}")

@@ -192,7 +192,7 @@ def test_resume_with_the_same_cluster(tmp_path, processes):
   for index in range(2):
     text = results[f"second_worker{index}"][1]
     assert "ckpt-2 at step 2" in text, text[-3000:]  # "Restored ..."
-    assert "ActNorm initialised" not in text
+    assert "ActNorm and the encoder head initialised" not in text
     assert worker_directories(tmp_path / f"tmp{index}") == [], index
   chief = summary_of(workdir)
   assert chief["start_step"] == 2 and chief["step"] == 4

@@ -33,7 +33,7 @@ def _model(compute_dtype="float32", conv1x1="full", model="glvae"):
       {"decoder.compute_dtype": compute_dtype, "decoder.conv1x1": conv1x1})
   built = tfglv.build_model(config)
   built.initialize(_images(config, 16, seed=1))
-  # Non-trivial couplings: the zero-initialised last convs would make every
+  # Non-trivial couplings: the last convs' zero length g would make every
   # network output zero and hide dtype effects.
   rng = np.random.RandomState(3)
   for variable in built.trainable_variables:

@@ -139,7 +139,7 @@ def check_resumed(process, last):
   match = RESTORED_LINE.search(process.log())
   assert step_of(match.group(1)) == last and int(match.group(2)) == last
   log = process.log()
-  assert "ActNorm initialised" not in log  # Restored, never re-initialised.
+  assert "ActNorm and the encoder head initialised" not in log  # Restored, never re-initialised.
   assert "unreadable" not in log and "Falling back" not in log
 
 

@@ -40,6 +40,7 @@ def test_two_replicas_train_checkpoint_and_resume(tmp_path):
   workdir = str(tmp_path / "run")
   first = run_main(*SMALL_RUN, f"--workdir={workdir}", "--num_steps=4")
   assert first.returncode == 0, first.stderr[-3000:]
+  assert "ActNorm and the encoder head initialised on" in first.stderr
   summary = summary_of(workdir)
   assert summary["num_replicas"] == 2 and summary["step"] == 4
   assert summary["actnorm_initialized"]
@@ -60,7 +61,7 @@ def test_two_replicas_train_checkpoint_and_resume(tmp_path):
   second = run_main(*SMALL_RUN, f"--workdir={workdir}", "--num_steps=6")
   assert second.returncode == 0, second.stderr[-3000:]
   assert "at step 4" in second.stderr  # "Restored ... at step 4"
-  assert "ActNorm initialised" not in second.stderr
+  assert "ActNorm and the encoder head initialised" not in second.stderr
   resumed = summary_of(workdir)
   assert resumed["start_step"] == 4 and resumed["step"] == 6
   assert [h["step"] for h in resumed["train_history"]] == [6]

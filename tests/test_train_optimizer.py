@@ -85,3 +85,49 @@ def test_fused_update_equals_keras_adamw():
     # Same math; the fused kernel rounds differently in the last bits.
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
   assert not np.allclose(fused[1], 0.5)  # It moved.
+
+
+def _authors_adamw(param, grads, lr, weight_decay, beta1, beta2, epsilon):
+  """PyTorch's AdamW update, written out in NumPy (float64)."""
+  m = np.zeros_like(param)
+  v = np.zeros_like(param)
+  for t, g in enumerate(grads, start=1):
+    param = param - lr * weight_decay * param
+    m = beta1 * m + (1 - beta1) * g
+    v = beta2 * v + (1 - beta2) * g * g
+    m_hat = m / (1 - beta1 ** t)
+    v_hat = v / (1 - beta2 ** t)
+    param = param - lr * m_hat / (np.sqrt(v_hat) + epsilon)
+  return param
+
+
+def test_epsilon_acts_as_the_authors_on_a_loss_in_other_units():
+  # The same model trained on nats per image (the authors) and on bits/dim
+  # (tfglv, gradients 1/scale as large) must take the same steps. The
+  # gradients here are of the size where epsilon matters.
+  scale = 3072 * np.log(2.0)
+  rng = np.random.RandomState(0)
+  nats_grads = [rng.normal(size=5) * 1e-7 for _ in range(4)]
+  start = rng.normal(size=5)
+  config = train_config(weight_decay="0.01", warmup_steps="0",
+                        lr_decay="1.0", learning_rate="0.01")
+  expected = _authors_adamw(start, nats_grads, 0.01, 0.01, 0.9, 0.999, 1e-8)
+  weights = [keras.Variable(start.astype("float32"))]
+  optimizer = optimizer_lib.build_optimizer(config, nats_per_loss_unit=scale)
+  optimizer.build(weights)
+  for g in nats_grads:
+    optimizer.apply([tf.constant(g / scale, tf.float32)], weights)
+  np.testing.assert_allclose(weights[0].numpy(), expected, rtol=0, atol=2e-6)
+  # Keras's placement of epsilon on bits/dim gradients moves far less.
+  plain = [keras.Variable(start.astype("float32"))]
+  reference = keras.optimizers.AdamW(learning_rate=0.01, weight_decay=0.01,
+                                     epsilon=1e-8)
+  reference.build(plain)
+  for g in nats_grads:
+    reference.apply([tf.constant(g / scale, tf.float32)], plain)
+  assert np.abs(plain[0].numpy() - expected).max() > 1e-3
+
+
+def test_nats_per_loss_unit_must_be_positive():
+  with pytest.raises(ValueError, match="nats_per_loss_unit"):
+    optimizer_lib.build_optimizer(train_config(), nats_per_loss_unit=0.0)

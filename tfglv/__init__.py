@@ -17,4 +17,4 @@ from tfglv import flows
 from tfglv.model import GLVAE, build_model
 
 __all__ = ["configs", "flows", "GLVAE", "build_model"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"

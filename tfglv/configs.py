@@ -100,6 +100,9 @@ class TrainConfig:
   eval_every: int = 5000
   eval_batches: int = 0  # 0 = the whole test split.
   log_every: int = 100
+  # Warn when the logged bpd rose over this many consecutive log intervals
+  # (by >= 0.05 bits/dim in all); 0 disables the warning.
+  divergence_intervals: int = 3
   sample_every: int = 5000
   num_posterior_samples: int = 1
   eval_posterior_samples: int = 5
@@ -414,6 +417,9 @@ def validate(config: Config) -> Config:
   if config.train.batch_size < 1:
     raise ValueError(f"train.batch_size must be >= 1; got "
                      f"{config.train.batch_size}.")
+  if config.train.divergence_intervals < 0:
+    raise ValueError("train.divergence_intervals must be >= 0 (0 disables "
+                     f"the warning); got {config.train.divergence_intervals}.")
   if config.train.grad_accumulation < 1:
     raise ValueError("train.grad_accumulation must be >= 1; got "
                      f"{config.train.grad_accumulation}.")

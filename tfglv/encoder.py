@@ -5,8 +5,10 @@ followed by a stride-2 residual block; levels continue until the map is 4x4.
 A block is conv3x3-BN-ELU-conv3x3-BN plus a shortcut (1x1 conv + BN when
 the shape changes), then ELU. Then a 1x1 conv to `out_channels`, ELU,
 flatten, and one dense layer to `2 * d_z`: the mean and log-variance of a
-diagonal Gaussian. That last layer starts near zero so q(z|x) starts close
-to N(0, I). Batch norm statistics are synchronised across replicas.
+diagonal Gaussian. That last layer is weight-normalised and initialised on
+data so that its outputs start with std `final_init_stddev` (0.01): q(z|x)
+starts close to N(0, I). Batch norm statistics are synchronised across
+replicas.
 """
 
 import math
@@ -16,6 +18,7 @@ import keras
 import tensorflow as tf
 
 from tfglv.flows import tracking
+from tfglv.layers import weight_norm
 
 
 class ResidualBlock(keras.layers.Layer):
@@ -66,7 +69,8 @@ class Encoder(keras.layers.Layer):
     channels: channels per level.
     out_channels: channels of the final 1x1 conv.
     latent_dim: d_z.
-    final_init_stddev: scale of the last layer's initial output.
+    final_init_stddev: std of the head's outputs after `initialize_head`
+      (0: the head starts at exactly zero).
   """
 
   def __init__(self, image_shape: Sequence[int], channels: Sequence[int],
@@ -94,12 +98,11 @@ class Encoder(keras.layers.Layer):
         self.blocks.append(tracking.register(self, block))
       c = width_
     self.top = keras.layers.Conv2D(out_channels, 1, name="top")
-    flat = out_channels * 16
-    self.head = keras.layers.Dense(
-        2 * latent_dim,
-        kernel_initializer=keras.initializers.RandomNormal(
-            stddev=final_init_stddev / math.sqrt(flat)),
-        bias_initializer="zeros", name="head")
+    # Weight-normalised, initialised on data (`initialize_head`) so that
+    # mean and log-variance start at std `final_init_stddev`, as the
+    # authors' LinearWeightNorm head does.
+    self.head = weight_norm.WeightNormDense(
+        2 * latent_dim, init_scale=final_init_stddev, name="head")
     # Create every variable now, so the model is complete before any data.
     self(tf.zeros((1,) + self.image_shape, dtype=self.compute_dtype))
 
@@ -110,12 +113,25 @@ class Encoder(keras.layers.Layer):
                   final_init_stddev=self.final_init_stddev)
     return config
 
-  def call(self, inputs, training=False):
+  def features(self, inputs, training=False):
+    """The flattened input of the head, [N, 16 * out_channels]."""
     h = inputs
     for block in self.blocks:
       h = block(h, training=training)
     h = keras.activations.elu(self.top(h))
-    h = tf.reshape(h, [-1, self.out_channels * 16])
-    params = self.head(h)
+    return tf.reshape(h, [-1, self.out_channels * 16])
+
+  @property
+  def head_initialized(self) -> bool:
+    return (not self.head.data_dependent or
+            bool(self.head.initialized.numpy()))
+
+  def initialize_head(self, inputs) -> None:
+    """Data-dependent init of the head on `inputs` (x in [-1, 1))."""
+    if self.head.data_dependent:
+      self.head.initialize_from(self.features(inputs, training=False))
+
+  def call(self, inputs, training=False):
+    params = self.head(self.features(inputs, training=training))
     mean, log_variance = tf.split(params, 2, axis=-1)
     return mean, log_variance

@@ -33,6 +33,7 @@ from tfglv.flows import base
 from tfglv.flows import conv1x1
 from tfglv.flows import multiscale
 from tfglv.flows import tracking
+from tfglv.layers import weight_norm
 
 
 class LatentGaussian(keras.layers.Layer):
@@ -223,6 +224,11 @@ class GLVAE(keras.Model):
                                                  tf.uint8)
 
   @property
+  def nats_per_bit_dim(self) -> float:
+    """Nats per image in one bit/dim, D ln 2: the loss's unit conversion."""
+    return self.num_dims * math.log(2.0)
+
+  @property
   def _dequantization_log_det(self):
     # -log P(x_bins) = -log p(x) + D log(n_bins / 2) for x in [-1, 1).
     return self.num_dims * math.log(self.num_bins / 2.0)
@@ -385,10 +391,21 @@ class GLVAE(keras.Model):
   # --------------------------------------------------------------- state
   @property
   def is_initialized(self) -> bool:
-    return all(bool(l.initialized.numpy()) for l in self.actnorm_layers)
+    return (all(bool(l.initialized.numpy()) for l in self.actnorm_layers) and
+            (self.encoder is None or self.encoder.head_initialized))
+
+  @property
+  def data_initialized_variables(self):
+    """The variables `initialize` sets from data (ActNorm, encoder head)."""
+    variables = [w for layer in self.actnorm_layers
+                 for w in (layer.log_scale, layer.bias)]
+    if self.encoder is not None and self.encoder.head.data_dependent:
+      variables += [self.encoder.head.length, self.encoder.head.bias]
+    return variables
 
   def initialize(self, images, seed=0) -> bool:
-    """ActNorm data-dependent initialisation on one batch, run once.
+    """Data-dependent initialisation on one batch, run once: the encoder's
+    weight-normalised head, then every ActNorm.
 
     Returns False (and does nothing) if already initialised, e.g. after a
     restore. Call it eagerly; under a distribution strategy call it in
@@ -396,6 +413,12 @@ class GLVAE(keras.Model):
     """
     if self.is_initialized:
       return False
+    if self.encoder is not None:
+      # The encoder's weight-normalised head first: every coupling starts
+      # as the identity, so the ActNorm statistics below do not depend on z.
+      images = self._check_images(images)
+      self.encoder.initialize_head(
+          self._to_flow_range(self._bins(images), 0.5))
     layers = self.actnorm_layers
     for layer in layers:
       layer.init_mode = True
@@ -407,11 +430,13 @@ class GLVAE(keras.Model):
     return True
 
   def set_inference_cache(self, enabled: bool = True):
-    """Caches W^-1 and log|det W| of every 1x1 conv (for decode/export).
+    """Caches W^-1 and log|det W| of every 1x1 conv, and the kernel
+    g v / ||v|| of every weight-normalised layer (for decode/export).
 
     Re-enable after any weight change; training must run with it disabled.
     """
-    for layer in self.conv1x1_layers:
+    for layer in self.conv1x1_layers + self._layers_of(
+        weight_norm.WeightNormLayer):
       if enabled:
         layer.refresh_cache()
       layer.use_cache = enabled

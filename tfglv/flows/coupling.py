@@ -21,10 +21,13 @@ continuous (as the authors' code does).
 The network of an image coupling is
   Conv3x3(hidden, no bias) - ELU - Conv1x1(hidden, no bias) + Dense(z)
   - ELU - Conv3x3(out)
-with the last convolution zero-initialised, so every coupling starts as the
-identity. `Dense(z)` adds a per-channel vector at every pixel; each coupling
-has its own. Vector couplings (the prior on z) use an MLP
-`Dense(H) - ELU - Dense(H) - ELU - Dense(out)`, last layer zero-initialised.
+whose last convolution is weight-normalised with its length `g` and bias at
+exactly zero, so every coupling starts as the identity and only `g` sets how
+fast its output grows (a plain zero-initialised kernel diverges at full
+width: see `tfglv/layers/weight_norm.py`). `Dense(z)` adds a per-channel
+vector at every pixel; each coupling has its own. Vector couplings (the prior
+on z) use an MLP `Dense(H) - ELU - Dense(H) - ELU - Dense(out)` whose last
+layer is weight-normalised the same way.
 
 The network may compute in bfloat16 (`net_dtype="mixed_bfloat16"`): its
 output is cast to float32 before the affine update and the log-det. One
@@ -41,6 +44,7 @@ import keras
 import tensorflow as tf
 
 from tfglv.flows import base
+from tfglv.layers import weight_norm
 
 SPLITS = ("continuous", "alternate")
 ORDERS = ("up", "down")
@@ -48,7 +52,7 @@ TRANSFORMS = ("affine", "additive")
 
 
 class ConvCouplingNetwork(keras.layers.Layer):
-  """Conv3x3 - ELU - Conv1x1 (+ Dense(z)) - ELU - Conv3x3, last layer zero."""
+  """Conv3x3 - ELU - Conv1x1 (+ Dense(z)) - ELU - WeightNormConv3x3 (g = 0)."""
 
   def __init__(self, in_channels: int, out_channels: int, hidden_channels: int,
                condition_dim: int = 0, **kwargs):
@@ -60,17 +64,21 @@ class ConvCouplingNetwork(keras.layers.Layer):
     policy = self.dtype_policy
     self.conv_in = keras.layers.Conv2D(
         hidden_channels, 3, padding="same", use_bias=False, dtype=policy,
-        name="conv_in")
+        kernel_initializer=weight_norm.fan_in_uniform(), name="conv_in")
     self.conv_hidden = keras.layers.Conv2D(
-        hidden_channels, 1, use_bias=False, dtype=policy, name="conv_hidden")
+        hidden_channels, 1, use_bias=False, dtype=policy,
+        kernel_initializer=weight_norm.fan_in_uniform(), name="conv_hidden")
     self.condition_projection = None
     if condition_dim:
       self.condition_projection = keras.layers.Dense(
-          hidden_channels, dtype=policy, name="condition_projection")
+          hidden_channels, dtype=policy,
+          kernel_initializer=weight_norm.fan_in_uniform(),
+          bias_initializer=keras.initializers.RandomUniform(
+              -condition_dim ** -0.5, condition_dim ** -0.5),
+          name="condition_projection")
       self.condition_projection.build((None, condition_dim))
-    self.conv_out = keras.layers.Conv2D(
-        out_channels, 3, padding="same", kernel_initializer="zeros",
-        bias_initializer="zeros", dtype=policy, name="conv_out")
+    self.conv_out = weight_norm.WeightNormConv2D(
+        out_channels, 3, init_scale=0.0, dtype=policy, name="conv_out")
     self.conv_in.build((None, None, None, in_channels))
     self.conv_hidden.build((None, None, None, hidden_channels))
     self.conv_out.build((None, None, None, hidden_channels))
@@ -95,7 +103,7 @@ class ConvCouplingNetwork(keras.layers.Layer):
 
 
 class MLPCouplingNetwork(keras.layers.Layer):
-  """Dense(H) - ELU - Dense(H) - ELU - Dense(out), last layer zero."""
+  """Dense(H) - ELU - Dense(H) - ELU - WeightNormDense(out) (g = 0)."""
 
   def __init__(self, in_channels: int, out_channels: int, hidden_channels: int,
                condition_dim: int = 0, **kwargs):
@@ -108,13 +116,14 @@ class MLPCouplingNetwork(keras.layers.Layer):
     self.hidden_channels = hidden_channels
     self.condition_dim = 0
     policy = self.dtype_policy
-    self.dense_in = keras.layers.Dense(hidden_channels, dtype=policy,
-                                       name="dense_in")
-    self.dense_hidden = keras.layers.Dense(hidden_channels, dtype=policy,
-                                           name="dense_hidden")
-    self.dense_out = keras.layers.Dense(
-        out_channels, kernel_initializer="zeros", bias_initializer="zeros",
-        dtype=policy, name="dense_out")
+    self.dense_in = keras.layers.Dense(
+        hidden_channels, kernel_initializer=weight_norm.fan_in_uniform(),
+        dtype=policy, name="dense_in")
+    self.dense_hidden = keras.layers.Dense(
+        hidden_channels, kernel_initializer=weight_norm.fan_in_uniform(),
+        dtype=policy, name="dense_hidden")
+    self.dense_out = weight_norm.WeightNormDense(
+        out_channels, init_scale=0.0, dtype=policy, name="dense_out")
     self.dense_in.build((None, in_channels))
     self.dense_hidden.build((None, hidden_channels))
     self.dense_out.build((None, hidden_channels))

@@ -111,6 +111,17 @@ def check_resume_config(workdir: str, config: configs.Config) -> Dict:
   return differences
 
 
+def layout_hint(error: Exception) -> str:
+  """An explanation when `error` is a tfglv 0.1 checkpoint's mismatch."""
+  if "/direction" in str(error) or "/length" in str(error):
+    return (" This looks like a checkpoint of tfglv 0.1, whose coupling "
+            "networks ended in plain convolutions; since 0.2 they are "
+            "weight-normalised (direction, length, bias), as the authors' "
+            "are, so 0.1 checkpoints do not load. Retrain with 0.2 (0.1's "
+            "full-size configs diverged).")
+  return ""
+
+
 def saved_variable_count(checkpoint: str, name: str = "model") -> int:
   """Variables saved under the checkpoint's top-level object `name`."""
   reader = tf.train.load_checkpoint(checkpoint)
@@ -194,7 +205,7 @@ def restore_from_workdir(workdir: str, checkpoint: Optional[str] = None
     raise ValueError(
         f"Checkpoint {checkpoint} does not fit the model of "
         f"{path} (config {config.name!r}, model {config.model!r}): "
-        f"{str(e).splitlines()[0]}") from None
+        f"{str(e).splitlines()[0]}{layout_hint(e)}") from None
   if not model.is_initialized:
     raise ValueError(f"Checkpoint {checkpoint} holds an uninitialised model "
                      f"(ActNorm never ran).")

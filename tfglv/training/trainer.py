@@ -37,6 +37,7 @@ from tfglv import data
 from tfglv import model as model_lib
 from tfglv.training import checkpoints
 from tfglv.training import distribute
+from tfglv.training import monitor
 from tfglv.training import optimizer as optimizer_lib
 from tfglv.training import recovery
 from tfglv.training import steps
@@ -147,7 +148,8 @@ class Trainer:
     keras.utils.set_random_seed(train.seed)
     with self.strategy.scope():
       self.model = model_lib.build_model(config)
-      self.optimizer = optimizer_lib.build_optimizer(train)
+      self.optimizer = optimizer_lib.build_optimizer(
+          train, nats_per_loss_unit=self.model.nats_per_bit_dim)
       self.optimizer.build(self.model.trainable_variables)
       counter = dict(dtype=tf.int64, trainable=False,
                      aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
@@ -200,7 +202,8 @@ class Trainer:
     return iter(dataset)
 
   def _initialize(self):
-    """ActNorm init on one batch, in cross-replica context (same values on
+    """Data-dependent init (ActNorm, the encoder's weight-normalised head)
+    on one batch, in cross-replica context (same values on
     every replica). Every worker reads the same batch (the unsharded
     stream, not its shard); the chief's values are then broadcast, so that
     hosts whose CPUs round differently still agree bit for bit."""
@@ -211,12 +214,12 @@ class Trainer:
     with self.strategy.scope():
       self.model.initialize(images, seed=config.train.seed)
     change = distribute.broadcast_from_chief(
-        self.strategy, [weight for layer in self.model.actnorm_layers
-                        for weight in (layer.log_scale, layer.bias)])
-    logging.info("ActNorm initialised on %d images.", images.shape[0])
+        self.strategy, self.model.data_initialized_variables)
+    logging.info("ActNorm and the encoder head initialised on %d images.",
+                 images.shape[0])
     if distribute.num_workers(self.strategy) > 1:
-      logging.info("ActNorm: the chief's values, broadcast, changed this "
-                   "worker's by at most %g.", change)
+      logging.info("Data-dependent init: the chief's values, broadcast, "
+                   "changed this worker's by at most %g.", change)
 
   # ------------------------------------------------------------ restoring
   def restore(self) -> int:
@@ -238,7 +241,12 @@ class Trainer:
     if latest is None:
       return 0
     status = self.checkpoint.restore(latest)
-    status.assert_existing_objects_matched()
+    try:
+      status.assert_existing_objects_matched()
+    except AssertionError as e:
+      raise ValueError(f"Checkpoint {latest} does not fit the model of "
+                       f"{self.workdir}: {str(e).splitlines()[0]}"
+                       f"{checkpoints.layout_hint(e)}") from None
     step = int(self.step.numpy())
     logging.info("Restored %s at step %d (%d skipped steps so far).", latest,
                  step, int(self.skipped_steps.numpy()))
@@ -403,6 +411,7 @@ class Trainer:
     """Steps from `start_step`; returns seconds spent after the first."""
     train = self.config.train
     progress = summaries.Progress(train.num_steps, start_step)
+    divergence = monitor.DivergenceMonitor(train.divergence_intervals)
     iterator = self._train_iterator(start_step)
     interval: List[Dict] = []
     interval_start = time.time()
@@ -424,6 +433,9 @@ class Trainer:
       if step % train.log_every == 0 or done:
         record = self._log_interval(step, interval, interval_start)
         self.history.append(record)
+        warning = divergence.update(step, record["bpd"])
+        if warning:
+          logging.warning("%s", warning)
         progress.update(step, {k: record[k] for k in TRAIN_SCALARS})
         interval = []
       if step % train.checkpoint_every == 0 or done:

@@ -1,0 +1,197 @@
+"""Weight-normalised dense and convolution layers (Salimans & Kingma, 2016).
+
+Each output unit's weight vector is a direction `v` times a length `g`:
+
+    w[..., o] = g[o] * v[..., o] / ||v[..., o]||,    y = x * w + bias
+
+where the norm runs over every axis but the output one (the fan-in). The
+authors' code puts such a layer last in every coupling network, in the MLP
+couplings of the prior and at the encoder's head (DESIGN section 4). Why it
+matters: under Adam every parameter moves by about the learning rate per
+step, so a plain zero-initialised output kernel with a fan-in of 9 * 512
+changes its output by ~4,600 learning rates per step, and the 120 couplings
+of the full CIFAR-10 decoder blow up within a few dozen steps. With weight
+normalisation only `g` sets the output's size, and `g` moves by about one
+learning rate per step.
+
+Initialisation, as the authors do it (`v ~ N(0, 0.05^2)`, bias 0):
+  * `init_scale=0`: `g = 0` and bias 0, so the layer outputs exactly zero and
+    a coupling starts as the identity. No data is needed. Note that the
+    gradient of `v` is zero while `g` is zero: `v` starts to learn at the
+    second update.
+  * `init_scale > 0`: data-dependent. Until `initialize_from(x)` runs,
+    `g = 0` as above (outputs are exactly zero); it then sets `g` and the
+    bias so that every output unit has mean 0 and standard deviation
+    `init_scale` on `x` (the authors' `init(x, init_scale)`), and sets the
+    saved `initialized` flag, so a restored layer never re-initialises.
+
+For inference, `refresh_cache()` stores the kernel and `use_cache = True`
+reads it (`GLVAE.set_inference_cache` does both), so decoding and every
+export read one stored kernel instead of recomputing the norm per graph.
+"""
+
+from typing import Tuple
+
+import keras
+import tensorflow as tf
+
+# The authors' initial standard deviation of the direction `v`.
+DIRECTION_STDDEV = 0.05
+
+
+class WeightNormLayer(keras.layers.Layer):
+  """Shared state and initialisation of the weight-normalised layers."""
+
+  def __init__(self, units: int, init_scale: float = 0.0,
+               epsilon: float = 1e-6, seed=None, **kwargs):
+    super().__init__(**kwargs)
+    if units < 1:
+      raise ValueError(f"units must be >= 1; got {units}.")
+    if not init_scale >= 0:
+      raise ValueError(f"init_scale must be >= 0 (0: start at exactly zero; "
+                       f"> 0: data-dependent output std); got {init_scale}.")
+    self.units = units
+    self.init_scale = float(init_scale)
+    self.epsilon = epsilon
+    self.seed = seed
+    self.initialized = None
+    # Set by `GLVAE.set_inference_cache`: read the stored kernel.
+    self.use_cache = False
+
+  @property
+  def data_dependent(self) -> bool:
+    return self.init_scale > 0
+
+  def _kernel_shape(self, input_dim: int) -> Tuple[int, ...]:
+    raise NotImplementedError
+
+  def build(self, input_shape):
+    input_dim = input_shape[-1]
+    if input_dim is None:
+      raise ValueError(f"{type(self).__name__} needs a static last input "
+                       f"dimension; got input shape {input_shape}.")
+    self.input_dim = int(input_dim)
+    self.direction = self.add_weight(
+        shape=self._kernel_shape(self.input_dim), name="direction",
+        initializer=keras.initializers.RandomNormal(
+            stddev=DIRECTION_STDDEV, seed=self.seed))
+    self.length = self.add_weight(shape=(self.units,), initializer="zeros",
+                                  name="length")
+    # g v / ||v|| stored once for inference (`refresh_cache`), so that the
+    # eager model, a SavedModel and TF Lite all read the same kernel:
+    # recomputed per graph, its last bit may differ and flip a pixel.
+    self.cached_kernel = self.add_weight(
+        shape=self._kernel_shape(self.input_dim), initializer="zeros",
+        trainable=False, name="cached_kernel")
+    self.bias = self.add_weight(shape=(self.units,), initializer="zeros",
+                                name="bias")
+    if self.data_dependent:
+      self.initialized = self.add_weight(
+          shape=(), initializer="zeros", dtype="int32", trainable=False,
+          name="initialized", aggregation="only_first_replica")
+    self.built = True
+
+  def _unit_direction(self) -> tf.Tensor:
+    v = tf.convert_to_tensor(self.direction)
+    axes = list(range(len(v.shape) - 1))
+    return v * tf.math.rsqrt(tf.reduce_sum(tf.square(v), axis=axes))
+
+  def kernel(self) -> tf.Tensor:
+    """g * v / ||v|| in the variable dtype (float32)."""
+    return self._unit_direction() * tf.convert_to_tensor(self.length)
+
+  def refresh_cache(self) -> None:
+    """Stores the current `kernel()` for `use_cache`."""
+    self.cached_kernel.assign(self.kernel())
+
+  def _apply(self, inputs, kernel):
+    """inputs (*) kernel, without the bias."""
+    raise NotImplementedError
+
+  def call(self, inputs):
+    kernel = self.cached_kernel if self.use_cache else self.kernel()
+    outputs = self._apply(inputs, tf.cast(kernel, self.compute_dtype))
+    return tf.nn.bias_add(outputs, tf.cast(self.bias, self.compute_dtype))
+
+  def initialize_from(self, inputs) -> None:
+    """Data-dependent init on `inputs` (only for `init_scale > 0`)."""
+    if not self.data_dependent:
+      raise ValueError("initialize_from is for data-dependent layers "
+                       f"(init_scale > 0); {self.name} has init_scale 0.")
+    inputs = tf.cast(inputs, tf.float32)
+    outputs = self._apply(inputs, self._unit_direction())
+    outputs = tf.reshape(outputs, [-1, self.units])
+    mean, variance = tf.nn.moments(outputs, axes=[0])
+    count = tf.cast(tf.shape(outputs)[0], tf.float32)
+    # The unbiased standard deviation, as the authors' code takes it.
+    std = tf.sqrt(variance * count / tf.maximum(count - 1.0, 1.0))
+    length = self.init_scale / (std + self.epsilon)
+    self.length.assign(length)
+    self.bias.assign(-mean * length)
+    self.initialized.assign(1)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(units=self.units, init_scale=self.init_scale,
+                  epsilon=self.epsilon, seed=self.seed)
+    return config
+
+
+@keras.saving.register_keras_serializable(package="tfglv")
+class WeightNormDense(WeightNormLayer):
+  """Dense layer `y = x w + b` with `w = g v / ||v||` (see module docstring).
+
+  Args:
+    units: output features.
+    init_scale: 0 for an exactly-zero start; > 0 for a data-dependent init
+      to that output standard deviation (`initialize_from`).
+  """
+
+  def _kernel_shape(self, input_dim):
+    return (input_dim, self.units)
+
+  def _apply(self, inputs, kernel):
+    return tf.matmul(inputs, kernel)
+
+
+@keras.saving.register_keras_serializable(package="tfglv")
+class WeightNormConv2D(WeightNormLayer):
+  """Stride-1 "same" NHWC convolution with a weight-normalised kernel.
+
+  Args:
+    filters: output channels.
+    kernel_size: odd int, the square kernel's side.
+    init_scale: as for `WeightNormDense`.
+  """
+
+  def __init__(self, filters: int, kernel_size: int = 3,
+               init_scale: float = 0.0, **kwargs):
+    if kernel_size < 1 or kernel_size % 2 == 0:
+      raise ValueError(f"kernel_size must be an odd integer >= 1; got "
+                       f"{kernel_size}.")
+    super().__init__(filters, init_scale=init_scale, **kwargs)
+    self.filters = filters
+    self.kernel_size = kernel_size
+
+  def _kernel_shape(self, input_dim):
+    return (self.kernel_size, self.kernel_size, input_dim, self.filters)
+
+  def _apply(self, inputs, kernel):
+    return tf.nn.conv2d(inputs, kernel, strides=1, padding="SAME")
+
+  def get_config(self):
+    config = super().get_config()
+    config.pop("units")
+    config.update(filters=self.filters, kernel_size=self.kernel_size)
+    return config
+
+
+def fan_in_uniform(seed=None) -> keras.initializers.Initializer:
+  """U(-1/sqrt(fan_in), 1/sqrt(fan_in)): PyTorch's default kernel init.
+
+  The authors' coupling networks leave their hidden layers at this default;
+  Keras's Glorot default differs from it by up to 4x in scale at the first
+  convolution of a coupling (fan-in 9 * C/2, fan-out 9 * 512).
+  """
+  return keras.initializers.VarianceScaling(
+      scale=1.0 / 3.0, mode="fan_in", distribution="uniform", seed=seed)
