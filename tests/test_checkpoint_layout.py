@@ -24,7 +24,7 @@ from tfglv import model as model_lib
 from tfglv.training import checkpoints
 from tfglv.training import optimizer as optimizer_lib
 
-FIXTURE = os.path.join(os.path.dirname(__file__), "data",
+FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures",
                        "checkpoint_layout_tiny.json")
 VARIANTS = configs.MODEL_VARIANTS
 _OFFSET = 1000
