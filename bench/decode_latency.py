@@ -82,7 +82,7 @@ def candidates(model, config, scratch: str, batch_sizes):
   saved_model_dir = os.path.join(scratch, "saved_model")
   saved_model_lib.write_saved_model(model, saved_model_dir, ("decode",))
   decode = tf.saved_model.load(saved_model_dir).signatures["decode"]
-  z, v = model.encode(images_for(config, max(batch_sizes)))
+  z, _, v = model.encode(images_for(config, max(batch_sizes)))
   result = {}
   for batch in batch_sizes:
     z_batch, v_batch = z[:batch], v[:batch]

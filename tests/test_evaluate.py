@@ -231,7 +231,7 @@ def test_switch_grid_swaps_global_codes(run):
   grid = _png(result["file"])
   assert grid.shape == (4 * SIZE + 5 * PAD, 3 * SIZE + 4 * PAD, 3)
   images, _ = data.load_arrays(run.config, "test", max_examples=6)
-  z, v = run.model.encode(images)
+  z, _, v = run.model.encode(images)
   expected = {1: run.model.decode(z[3:], v[:3]).numpy(),   # (z_b, v_a)
               2: run.model.decode(z[:3], v[3:]).numpy()}   # (z_a, v_b)
   for pair in range(3):
@@ -253,7 +253,7 @@ def test_interpolation_grid_follows_the_paper_footnote(run):
   grid = _png(result["files"][0])
   assert grid.shape == (5 * SIZE + 6 * PAD, 11 * SIZE + 12 * PAD, 3)
   images, _ = data.load_arrays(run.config, "test", max_examples=2)
-  z, v = run.model.encode(images)
+  z, _, v = run.model.encode(images)
   np.testing.assert_array_equal(_cell(grid, 0, 0), images[0])
   np.testing.assert_array_equal(_cell(grid, 4, 10), images[1])
   # (alpha, beta) = (1, 0) is a switch; (0.5, 0.3) a linear mixture.

@@ -142,7 +142,7 @@ def test_encode_decode_exact_and_sample(model_name):
   images = _images(config)
   model.initialize(images)
   flow_checks.perturb(model.trainable_variables, stddev=0.03)
-  z, v = model.encode(images)
+  z, _, v = model.encode(images)
   assert z.shape == (8, 0 if model_name == "glow" else config.latent_dim)
   assert v.shape == (8, *config.image_shape) and v.dtype == tf.float32
   np.testing.assert_array_equal(model.decode(z, tf.identity(v)).numpy(),
@@ -159,7 +159,7 @@ def test_five_bit_round_trip_and_grid():
   images = _images(config)
   model.initialize(images)
   flow_checks.perturb(model.trainable_variables, stddev=0.03)
-  z, v = model.encode(images)
+  z, _, v = model.encode(images)
   decoded = model.decode(z, v).numpy()
   np.testing.assert_array_equal(decoded, (images.numpy() >> 3) << 3)
   assert np.all(model.sample(2, seed=0).numpy() % 8 == 0)
@@ -209,8 +209,8 @@ def test_checkpoint_restore_keeps_outputs_and_actnorm_initialised(tmp_path):
     np.testing.assert_array_equal(
         restored.compute_losses(images, 7)[key].numpy(),
         model.compute_losses(images, 7)[key].numpy())
-  z, v = model.encode(images)
-  z2, v2 = restored.encode(images)
+  z, _, v = model.encode(images)
+  z2, _, v2 = restored.encode(images)
   np.testing.assert_array_equal(z.numpy(), z2.numpy())
   np.testing.assert_array_equal(v.numpy(), v2.numpy())
 
@@ -254,6 +254,6 @@ def test_lu_decoder_round_trip_and_variable_count():
   images = _images(config)
   model.initialize(images)
   flow_checks.perturb(model.trainable_variables, stddev=0.03)
-  z, v = model.encode(images)
+  z, _, v = model.encode(images)
   np.testing.assert_array_equal(model.decode(z, tf.identity(v)).numpy(),
                                 images.numpy())

@@ -60,7 +60,7 @@ def test_bfloat16_weights_decode_exactly_in_float32(bf16_model, float32_copy,
                                                     batch_size):
   _, config = bf16_model
   images = _images(config, batch_size, seed=batch_size)
-  z, v = float32_copy.encode(images)
+  z, _, v = float32_copy.encode(images)
   decoded = float32_copy.decode(tf.identity(z), tf.identity(v))
   np.testing.assert_array_equal(decoded.numpy(), images.numpy())
 
@@ -88,7 +88,7 @@ def test_bfloat16_losses_close_to_float32(bf16_model, float32_copy):
 def test_lu_round_trip_and_likelihood_match_full():
   model, config = _model(conv1x1="lu", model="glow")
   images = _images(config, 3)
-  z, v = model.encode(images)
+  z, _, v = model.encode(images)
   np.testing.assert_array_equal(
       model.decode(tf.identity(z), tf.identity(v)).numpy(), images.numpy())
   # The same map with W = P L U held as a full matrix.
@@ -115,7 +115,7 @@ def test_lu_round_trip_and_likelihood_match_full():
 def test_inference_cache_matches_recomputation(conv1x1):
   model, config = _model(conv1x1=conv1x1)
   images = _images(config, 4)
-  z, v = model.encode(images)
+  z, _, v = model.encode(images)
   loss = model.compute_losses(images, seed=1)["loss"].numpy()
   decoded = model.decode(z, v).numpy()
   model.set_inference_cache(True)

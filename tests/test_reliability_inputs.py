@@ -223,7 +223,7 @@ def test_huge_evaluation_batch_is_bounded_by_the_data(demo_workdir):
 def test_model_library(demo_workdir):
   _, model, _ = checkpoints.restore_from_workdir(demo_workdir)
   images = synthetic.generate(2, 16, 3, seed=1)["image"]
-  z, v = model.encode(images)
+  z, _, v = model.encode(images)
   nan_z = z.numpy().copy()
   nan_z[0, 0] = np.nan
   inf_v = v.numpy().copy()

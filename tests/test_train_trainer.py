@@ -167,7 +167,7 @@ def test_loss_decreases_on_real_cifar_images(tmp_path):
   with open(os.path.join(workdir, "config.json")) as f:
     assert json.load(f)["data"]["path"] == CIFAR_NPZ
   images, _ = data.load_arrays(config, "test", max_examples=4)
-  z, v = model.encode(images)
+  z, _, v = model.encode(images)
   np.testing.assert_array_equal(model.decode(z, v).numpy(), images)
 
   # A config.json edited to another architecture no longer fits.

@@ -14,7 +14,7 @@ _warnings.filterwarnings("ignore", category=DeprecationWarning,
 
 from tfglv import configs  # pylint: disable=g-import-not-at-top
 from tfglv import flows
-from tfglv.model import GLVAE, build_model
+from tfglv.model import Encoding, GLVAE, build_model
 
 __all__ = ["configs", "flows", "GLVAE", "build_model"]
 __version__ = "0.2.0"

@@ -19,7 +19,7 @@ n_bits))` is dequantised uniformly to `(x_bins + u) / n_bins` and mapped to
 """
 
 import math
-from typing import Dict, Optional
+from typing import Dict, NamedTuple, Optional
 
 import keras
 import numpy as np
@@ -101,6 +101,19 @@ class StandardizeLatent(base.FlowBijector):
             tf.reduce_sum(log_scale, axis=[1, 2, 3]))
 
 
+class Encoding(NamedTuple):
+  """What `GLVAE.encode` returns: the global code and the local code.
+
+  Attributes:
+    z: [N, d_z] posterior mean of q(z|x) ([N, 0] for "glow").
+    z_log_variance: [N, d_z] log-variance of q(z|x).
+    v: [N, H, W, C] local code v = f(x; z), so `decode(z, v) == x`.
+  """
+  z: tf.Tensor
+  z_log_variance: tf.Tensor
+  v: tf.Tensor
+
+
 def as_seed(seed) -> tf.Tensor:
   """An int or an int tensor of shape [2] -> an int32 [2] stateless seed."""
   if isinstance(seed, (int, np.integer)):
@@ -119,7 +132,7 @@ class GLVAE(keras.Model):
     config = tfglv.configs.get("tiny")
     model = tfglv.build_model(config)
     model.initialize(images)          # ActNorm data-dependent init, once
-    z, v = model.encode(images)       # z [N, d_z], v [N, H, W, C]
+    z, _, v = model.encode(images)    # z [N, d_z], v [N, H, W, C]
     assert (model.decode(z, v) == images).all()
   """
 
@@ -323,17 +336,18 @@ class GLVAE(keras.Model):
       return empty, empty
     return self.encoder(x, training=training)
 
-  def encode(self, images):
-    """uint8 images -> (z posterior mean [N, d_z], v [N, H, W, C]).
+  def encode(self, images) -> Encoding:
+    """uint8 images -> Encoding(z, z_log_variance, v).
 
-    v is computed from the bin centres, so `decode(encode(x)) == x`.
+    z is the posterior mean; v is computed from the bin centres, so
+    `decode(z, v) == images`.
     """
     images = self._check_images(images)
     x = self._to_flow_range(self._bins(images), 0.5)
-    z, _ = self.posterior(images)
+    z, z_log_variance = self.posterior(images)
     condition = {} if self.variant == "glow" else {"z": z}
     v, _ = self.decoder_bijector.forward_and_log_det(x, **condition)
-    return z, v
+    return Encoding(z, z_log_variance, v)
 
   def _check_latents(self, z, v):
     z = tf.convert_to_tensor(z, tf.float32)

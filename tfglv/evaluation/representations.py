@@ -64,7 +64,7 @@ def encode_in_batches(model: model_lib.GLVAE, images, batch_size: int = 64
   images = np.asarray(images)
   codes_z, codes_v = [], []
   for start in range(0, len(images), batch_size):
-    z, v = model.encode(tf.constant(images[start:start + batch_size]))
+    z, _, v = model.encode(tf.constant(images[start:start + batch_size]))
     codes_z.append(z.numpy())
     codes_v.append(v.numpy())
   return np.concatenate(codes_z), np.concatenate(codes_v)

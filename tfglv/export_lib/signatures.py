@@ -235,8 +235,7 @@ class ServingFunctions:
 
   # --------------------------------------------------------- functions
   def _encode(self, images):
-    z, v = self._model.encode(images)
-    _, log_variance = self._model.posterior(images)
+    z, log_variance, v = self._model.encode(images)
     return z, tf.exp(0.5 * log_variance), v
 
   def _prior_inverse(self, z_noise):
@@ -290,7 +289,7 @@ class ServingFunctions:
         "switch", global_images, local_images,
         ("global_images", "local_images"))):
       z_global, _ = self._model.posterior(global_images)
-      _, v_local = self._model.encode(local_images)
+      v_local = self._model.encode(local_images).v
       return {"images": self._model.decode(z_global, v_local)}
 
   def interpolate(self, images_start, images_end, z_fractions, v_fractions):
@@ -304,8 +303,8 @@ class ServingFunctions:
         "interpolate", images_start, images_end,
         ("images_start", "images_end")) + self._at_most_generated(
             "interpolate", "the output N x A x B", count)):
-      z_start, v_start = self._model.encode(images_start)
-      z_end, v_end = self._model.encode(images_end)
+      z_start, _, v_start = self._model.encode(images_start)
+      z_end, _, v_end = self._model.encode(images_end)
     a = z_fractions[None, :, None]
     z = (1.0 - a) * z_start[:, None] + a * z_end[:, None]  # [N, A, d_z]
     b = tf.reshape(v_fractions, [1, -1, 1, 1, 1])

@@ -293,7 +293,7 @@ class Trainer:
         grids[f"samples/temperature_{temperature}"] = summaries.sample_grid(
             samples.numpy())
       originals = self._reconstruction_images()
-      z, v = self.model.encode(originals)
+      z, _, v = self.model.encode(originals)
       exact = self.model.decode(z, v)
       _, fresh_v = self.model.sample_latents(len(originals), temperature=0.7,
                                              seed=seed + step)
