@@ -25,16 +25,17 @@ import time
 from absl import app
 from absl import flags
 
-from bench import harness  # pylint: disable=g-bad-import-order
+from bench import cifar_subset  # pylint: disable=g-bad-import-order
+from bench import harness
 import numpy as np
 import tensorflow as tf
 
 import tfglv
+from tfglv import rundir
 from tfglv.data import synthetic
 from tfglv.export_lib import demo_run
 from tfglv.export_lib import saved_model as saved_model_lib
 from tfglv.export_lib import tflite
-from tfglv.training import checkpoints
 
 flags.DEFINE_string("workdir", None,
                     "A training run to benchmark; default: a demo run.")
@@ -65,14 +66,15 @@ def load_model(scratch: str):
     config = demo_config(FLAGS.size)
     demo_run.write_demo_workdir(workdir, config,
                                 images_for(config, 64, split="train"))
-  config, model, _ = checkpoints.restore_from_workdir(workdir)
+  config, model, _ = rundir.restore(workdir)
   return config, model
 
 
 def images_for(config, count: int, split: str = "test"):
-  if config.image_shape == (32, 32, 3) and os.path.exists(harness.CIFAR):
-    with np.load(harness.CIFAR) as data:
-      return data[f"x_{split}"][:count]
+  images = (cifar_subset.load(split, count)
+            if config.image_shape == (32, 32, 3) else None)
+  if images is not None:
+    return images
   return synthetic.generate(count, config.image_size, config.channels,
                             seed=3)["image"]
 

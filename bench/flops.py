@@ -19,7 +19,8 @@ from absl import flags
 
 from bench import harness  # pylint: disable=g-bad-import-order
 import tensorflow as tf
-from tensorflow.python.framework import ops as ops_lib  # pylint: disable=g-direct-tensorflow-import
+
+from tfglv import _compat
 
 flags.DEFINE_list("sizes", ["small", "full"], "Sizes to run.")
 flags.DEFINE_list("variants", ["glvae", "glvae_bf16", "glvae_lu",
@@ -27,6 +28,9 @@ flags.DEFINE_list("variants", ["glvae", "glvae_bf16", "glvae_lu",
                   "Rows (see bench.train_throughput).")
 flags.DEFINE_integer("rounds", 3, "Timed rounds per model (median).")
 flags.DEFINE_integer("matmul_size", 2048, "n of the n x n peak matmul.")
+flags.DEFINE_enum("step", "trainer", harness.STEPS, harness.STEP_HELP)
+flags.DEFINE_enum("optimizer", "tfglv", harness.OPTIMIZERS,
+                  harness.OPTIMIZER_HELP)
 FLAGS = flags.FLAGS
 
 
@@ -38,12 +42,12 @@ def graph_flops(concrete_function):
   def visit(g):
     for op in g.get_operations():
       try:
-        stats = ops_lib.get_stats_for_node_def(g, op.node_def, "flops")
-      except ValueError:  # no statistics registered for this op type
+        stats = _compat.op_statistic(g, op.node_def, "flops")
+      except ValueError:  # the statistic needs shapes this op lacks
         stats = None
       if stats is not None and stats.value:
         per_type[op.type] += stats.value
-    for function in g._functions.values():  # pylint: disable=protected-access
+    for function in _compat.graph_functions(g):
       if hasattr(function, "graph"):
         visit(function.graph)
 
@@ -92,7 +96,8 @@ def run_size(size, peaks):
                                            tf.constant([0, 0], tf.int32))
     per_type = graph_flops(concrete)
     flops[name] = (sum(per_type.values()), per_type)
-    steps[name] = plain if jit else harness.step_for(model)
+    steps[name] = plain if jit else harness.step_for(
+        model, FLAGS.step, FLAGS.optimizer)
     dtypes[name] = dtype
   times = harness.time_interleaved(steps, images, FLAGS.rounds)
   rows = []

@@ -5,6 +5,12 @@ Every benchmark builds its models here so that tfglv and its peer
 optimizer, in the same process. Timing interleaves the models round by
 round: on a shared 2-core machine the load moves during a run, and
 interleaving makes the printed ratios robust to it.
+
+This module defines no flags: the entry points (the `bench/*.py` with
+`app.run`) define their own and pass their values in, e.g.
+
+    flags.DEFINE_enum("step", "trainer", harness.STEPS, harness.STEP_HELP)
+    step = harness.step_for(model, FLAGS.step, FLAGS.optimizer)
 """
 
 import os
@@ -14,18 +20,16 @@ import warnings
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 warnings.filterwarnings("ignore")
 
-from absl import flags  # pylint: disable=g-import-not-at-top
-import keras
+import keras  # pylint: disable=g-import-not-at-top
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from bench import cifar_subset
 import tfglv
 import tfglv.training  # pylint: disable=unused-import
 
 tfb, tfd = tfp.bijectors, tfp.distributions
-CIFAR = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
-                     "cifar10_subset.npz")
 
 # The small benchmark size: the cifar10 architecture with fewer, narrower
 # steps (the full one is `cifar10` itself).
@@ -47,9 +51,9 @@ def hidden_width(size: str) -> int:
 
 def load_images(count: int, image_size: int = 32, seed: int = 0):
   """uint8 [count, H, W, 3]: the CIFAR-10 subset if present, else noise."""
-  if image_size == 32 and os.path.exists(CIFAR):
-    with np.load(CIFAR) as data:
-      return tf.constant(data["x_train"][:count])
+  images = cifar_subset.load("train", count) if image_size == 32 else None
+  if images is not None:
+    return tf.constant(images)
   rng = np.random.RandomState(seed)
   return tf.constant(rng.randint(0, 256, (count, image_size, image_size, 3)),
                      tf.uint8)
@@ -155,21 +159,24 @@ def matched_tfp_glow(target_params: int, hidden: int = 512) -> TFPGlowModel:
   return model
 
 
-OPTIMIZERS = ("tfglv", "keras")
+# Choices and help of the --step and --optimizer flags of the entry points
+# that train (the first choice is the default).
 STEPS = ("trainer", "plain")
-flags.DEFINE_enum("step", "trainer", STEPS,
-                  "trainer: tfglv's TrainStep, as train.main runs it; plain: "
-                  "loss, gradients and the optimizer in one tf.function.")
-flags.DEFINE_enum("optimizer", "tfglv", OPTIMIZERS,
-                  "tfglv: the trainer's fused AdamW; keras: "
+STEP_HELP = ("trainer: tfglv's TrainStep, as train.main runs it; plain: "
+             "loss, gradients and the optimizer in one tf.function.")
+OPTIMIZERS = ("tfglv", "keras")
+OPTIMIZER_HELP = ("tfglv: the trainer's fused AdamW; keras: "
                   "keras.optimizers.AdamW. Every model uses the same one.")
-FLAGS = flags.FLAGS
 
 
-def step_for(model, jit_compile: bool = False, batch_size: int = 16):
-  """`make_train_step` with the --step and --optimizer flags."""
-  return make_train_step(model, make_optimizer(FLAGS.optimizer), jit_compile,
-                         batch_size, "plain" if jit_compile else FLAGS.step)
+def step_for(model, step: str, optimizer: str, jit_compile: bool = False,
+             batch_size: int = 16):
+  """`make_train_step` of kind `step` (--step) with `optimizer` (--optimizer).
+
+  XLA (`jit_compile`) always gets the plain step.
+  """
+  return make_train_step(model, make_optimizer(optimizer), jit_compile,
+                         batch_size, "plain" if jit_compile else step)
 
 
 def make_optimizer(kind: str = "tfglv"):

@@ -27,6 +27,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfglv import _compat
+
 flags.DEFINE_list("sizes", ["small"], "Model sizes.")
 flags.DEFINE_enum("variant", "glvae", ["glvae", "glow"], "Model variant.")
 flags.DEFINE_list("batch_sizes", ["1", "16"], "Batch sizes.")
@@ -60,11 +62,10 @@ def _specs(model, batch):
 def _tflite_runner(concrete, model):
   """(run(inputs) -> uint8 images, model bytes) of a builtins-only model."""
   from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
-  from tensorflow.python.framework import convert_to_constants  # pylint: disable=g-import-not-at-top,g-direct-tensorflow-import
   # The converter would keep resource variables (READ_VARIABLE ops that
   # read uninitialised memory unless an initializer signature runs first):
   # freeze them into constants.
-  frozen = convert_to_constants.convert_variables_to_constants_v2(concrete)
+  frozen = _compat.freeze_variables(concrete)
   converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen],
                                                               model)
   converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]

@@ -18,12 +18,15 @@ import sys
 from absl import app
 from absl import flags
 
-from bench import harness  # pylint: disable=g-bad-import-order  (defines --step, --optimizer)
+from bench import harness  # pylint: disable=g-bad-import-order
 
 flags.DEFINE_list("sizes", ["small", "full"], "Sizes.")
 flags.DEFINE_list("variants", ["glvae", "glow", "glvae_lu", "glvae_bf16",
                                "tfp_glow"], "Models (as in train_throughput).")
 flags.DEFINE_string("one", "", "Internal: size:variant to measure here.")
+flags.DEFINE_enum("step", "trainer", harness.STEPS, harness.STEP_HELP)
+flags.DEFINE_enum("optimizer", "tfglv", harness.OPTIMIZERS,
+                  harness.OPTIMIZER_HELP)
 FLAGS = flags.FLAGS
 
 
@@ -45,7 +48,7 @@ def measure_one(size, variant):
         size, parts[0], "lu" if "lu" in parts else "full",
         "bfloat16" if "bf16" in parts else "float32",
         init_images=harness.load_images(64))
-  step = harness.step_for(model)
+  step = harness.step_for(model, FLAGS.step, FLAGS.optimizer)
   built = _max_rss_mib()
   for i in range(2):
     step(images, tf.constant([i, 0], tf.int32)).numpy()

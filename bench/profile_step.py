@@ -20,7 +20,8 @@ from absl import flags
 
 from bench import harness  # pylint: disable=g-bad-import-order
 import tensorflow as tf
-from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+from tfglv import _compat
 
 flags.DEFINE_enum("size", "small", list(harness.SIZES), "Model size.")
 flags.DEFINE_enum("variant", "glvae", ["glvae", "glow", "tfp_glow"],
@@ -30,6 +31,9 @@ flags.DEFINE_enum("compute_dtype", "float32", ["float32", "bfloat16"],
                   "Coupling network dtype.")
 flags.DEFINE_integer("steps", 1, "Traced steps.")
 flags.DEFINE_integer("top", 25, "Op types to print.")
+flags.DEFINE_enum("step", "trainer", harness.STEPS, harness.STEP_HELP)
+flags.DEFINE_enum("optimizer", "tfglv", harness.OPTIMIZERS,
+                  harness.OPTIMIZER_HELP)
 FLAGS = flags.FLAGS
 
 
@@ -37,9 +41,7 @@ def op_time_by_type(logdir):
   """{op type: (total microseconds, count)} over the host threads."""
   path = sorted(glob.glob(os.path.join(logdir, "plugins", "profile", "*",
                                        "*.xplane.pb")))[-1]
-  space = xplane_pb2.XSpace()
-  with open(path, "rb") as f:
-    space.ParseFromString(f.read())
+  space = _compat.read_xspace(path)
   totals = collections.defaultdict(lambda: [0.0, 0])
   for plane in space.planes:
     if not plane.name.startswith("/host:CPU"):
@@ -75,7 +77,7 @@ def main(argv):
     model = harness.build_tfglv(FLAGS.size, FLAGS.variant, FLAGS.conv1x1,
                                 FLAGS.compute_dtype,
                                 init_images=harness.load_images(64))
-  step = harness.step_for(model)
+  step = harness.step_for(model, FLAGS.step, FLAGS.optimizer)
   seed = tf.constant([0, 0], tf.int32)
   start = time.perf_counter()
   step(images, seed).numpy()  # Traces, optimises the graph, runs once.

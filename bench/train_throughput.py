@@ -25,6 +25,9 @@ flags.DEFINE_list("variants", ["glvae", "glow", "glvae_lu", "glvae_bf16",
 flags.DEFINE_integer("rounds", 3, "Timed rounds (median taken).")
 flags.DEFINE_integer("steps_per_round", 1, "Steps per model per round.")
 flags.DEFINE_integer("batch_size", 16, "Images per step.")
+flags.DEFINE_enum("step", "trainer", harness.STEPS, harness.STEP_HELP)
+flags.DEFINE_enum("optimizer", "tfglv", harness.OPTIMIZERS,
+                  harness.OPTIMIZER_HELP)
 FLAGS = flags.FLAGS
 
 
@@ -47,7 +50,8 @@ def run_size(size):
     model, jit = _tfglv_row(name, size, init_images)
     models[name] = model
     params[name] = harness.num_params(model.trainable_variables)
-    steps[name] = harness.step_for(model, jit, FLAGS.batch_size)
+    steps[name] = harness.step_for(model, FLAGS.step, FLAGS.optimizer, jit,
+                                   FLAGS.batch_size)
   peers = {}
   if "tfp_glow" in FLAGS.variants:
     for base in ("glvae", "glow"):
@@ -58,7 +62,8 @@ def run_size(size):
       name = f"tfp_glow@{base}"
       peers[base] = name
       params[name] = harness.num_params(peer.trainable_variables)
-      steps[name] = harness.step_for(peer, False, FLAGS.batch_size)
+      steps[name] = harness.step_for(peer, FLAGS.step, FLAGS.optimizer,
+                                     False, FLAGS.batch_size)
       models[name] = peer
   times = harness.time_interleaved(steps, images, FLAGS.rounds,
                                    FLAGS.steps_per_round)

@@ -8,9 +8,12 @@ on the whole test split with k posterior samples. By default the variants
 train at the same time, one process each, so that whatever else loads the
 machine slows them alike; --noparallel trains them one after another.
 
-  python bench/train_variants.py --minutes_per_model=15
-  python bench/train_variants.py --noparallel --models=glvae,glow \
+  python -m bench.train_variants --minutes_per_model=15
+  python -m bench.train_variants --noparallel --models=glvae,glow \
       --minutes_per_model=1
+
+--npz defaults to the subset of `bench.cifar_subset` ($TFGLV_CIFAR_SUBSET,
+else ../shared/data/cifar10_subset.npz beside the checkout).
 
 The paper's ordering (CIFAR-10, full scale) is
 glvae < glvae_prior_only <= glow in bits/dim.
@@ -28,14 +31,16 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from bench import cifar_subset
 from tfglv import configs
 from tfglv import training
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = flags.FLAGS
-flags.DEFINE_string("npz", os.path.join(_REPO, "..", "shared", "data",
-                                        "cifar10_subset.npz"),
-                    "The .npz of uint8 CIFAR images (x_train, x_test).")
+flags.DEFINE_string("npz", cifar_subset.path(),
+                    "The .npz of uint8 CIFAR images (x_train, x_test); "
+                    f"default: ${cifar_subset.ENV}, else "
+                    f"{cifar_subset.DEFAULT}.")
 flags.DEFINE_list("models", list(configs.MODEL_VARIANTS), "Variants to train.")
 flags.DEFINE_float("minutes_per_model", 6.0, "Training wall time per model.")
 flags.DEFINE_integer("batch_size", 32, "Global batch.")
@@ -115,7 +120,7 @@ def train_in_processes(models):
   children = []
   for model in models:
     result = os.path.join(FLAGS.workdir_root, f"{model}.json")
-    args = [sys.executable, os.path.abspath(__file__), f"--models={model}",
+    args = [sys.executable, "-m", "bench.train_variants", f"--models={model}",
             f"--result_json={result}", "--noparallel",
             f"--npz={FLAGS.npz}", f"--batch_size={FLAGS.batch_size}",
             f"--minutes_per_model={FLAGS.minutes_per_model}",
@@ -124,7 +129,7 @@ def train_in_processes(models):
     args += [f"--set={value}" for value in FLAGS.set]
     log = open(os.path.join(FLAGS.workdir_root, f"{model}.log"), "w")
     children.append((model, result, log, subprocess.Popen(
-        args, stdout=log, stderr=subprocess.STDOUT)))
+        args, stdout=log, stderr=subprocess.STDOUT, cwd=_REPO)))
   rows = []
   for model, result, log, child in children:
     if child.wait():
@@ -138,7 +143,9 @@ def train_in_processes(models):
 def main(argv):
   del argv
   if not os.path.exists(FLAGS.npz):
-    raise app.UsageError(f"CIFAR npz not found: {FLAGS.npz}")
+    raise app.UsageError(
+        f"CIFAR npz not found: {FLAGS.npz}; pass --npz=PATH (or set "
+        f"${cifar_subset.ENV}) to the .npz of uint8 x_train, x_test.")
   if FLAGS.result_json:  # A child of train_in_processes.
     row = train_one(FLAGS.models[0])
     with open(FLAGS.result_json, "w") as f:

@@ -139,3 +139,11 @@ def loaded_saved_model():
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     _SHARED["loaded"] = tf.saved_model.load(exported_run().version_dir)
   return _SHARED["loaded"]
+
+
+def call(loaded, name: str, **inputs):
+  """Runs signature `name` of a loaded SavedModel on arrays; numpy outputs."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  outputs = loaded.signatures[name](
+      **{key: tf.constant(value) for key, value in inputs.items()})
+  return {key: value.numpy() for key, value in outputs.items()}

@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tfglv import configs  # pylint: disable=g-import-not-at-top
 from tfglv import model as model_lib
-from tfglv.training import checkpoints
+from tfglv.rundir import checkpoints
 from tfglv.training import optimizer as optimizer_lib
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures",

@@ -9,8 +9,9 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-import tfglv
 import flow_checks
+import tfglv
+from tfglv import latents
 
 CIFAR = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
                      "cifar10_subset.npz")
@@ -19,6 +20,16 @@ CIFAR = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
 def _images(config, n=8, seed=0):
   rng = np.random.RandomState(seed)
   return tf.constant(rng.randint(0, 256, (n, *config.image_shape)), tf.uint8)
+
+
+def _perturbed_model(model_name, stddev=0.03, cached=False):
+  """A tiny model, initialised on `_images`, moved off the identity."""
+  config = tfglv.configs.get("tiny", model=model_name)
+  model = tfglv.build_model(config)
+  model.initialize(_images(config))
+  flow_checks.perturb(model.trainable_variables, stddev=stddev)
+  model.set_inference_cache(cached)
+  return model
 
 
 def _expected_trainable_variables(config):
@@ -62,7 +73,8 @@ def test_exact_trainable_variable_count_and_every_variable_trains(model_name):
   before = [v.numpy().copy() for v in model.trainable_variables]
   optimizer = keras.optimizers.Adam(1e-3)
   with tf.GradientTape() as tape:
-    loss = tf.reduce_mean(model.compute_losses(images, 0, training=True)["loss"])
+    loss = tf.reduce_mean(
+        model.compute_losses(images, 0, training=True)["loss"])
   grads = tape.gradient(loss, model.trainable_variables)
   assert all(g is not None for g in grads)
   optimizer.apply_gradients(zip(grads, model.trainable_variables))
@@ -82,11 +94,8 @@ def test_cifar10_parameter_counts_equal_the_authors(model_name, target):
 
 @pytest.mark.parametrize("model_name", tfglv.configs.MODEL_VARIANTS)
 def test_objective_terms(model_name):
-  config = tfglv.configs.get("tiny", model=model_name)
-  model = tfglv.build_model(config)
-  images = _images(config)
-  model.initialize(images)
-  flow_checks.perturb(model.trainable_variables, stddev=0.02)
+  model = _perturbed_model(model_name, stddev=0.02)
+  images = _images(model.config)
   out = model.compute_losses(images, [1, 2], num_samples=4)
   for key in ("loss", "nll", "kl", "iw_loss"):
     assert out[key].shape == (8,) and np.all(np.isfinite(out[key].numpy()))
@@ -137,11 +146,9 @@ def test_uniform_dequantization_bits_per_dim_of_untrained_glow_is_sane():
 
 @pytest.mark.parametrize("model_name", tfglv.configs.MODEL_VARIANTS)
 def test_encode_decode_exact_and_sample(model_name):
-  config = tfglv.configs.get("tiny", model=model_name)
-  model = tfglv.build_model(config)
+  model = _perturbed_model(model_name)
+  config = model.config
   images = _images(config)
-  model.initialize(images)
-  flow_checks.perturb(model.trainable_variables, stddev=0.03)
   z, _, v = model.encode(images)
   assert z.shape == (8, 0 if model_name == "glow" else config.latent_dim)
   assert v.shape == (8, *config.image_shape) and v.dtype == tf.float32
@@ -151,6 +158,55 @@ def test_encode_decode_exact_and_sample(model_name):
   assert samples.shape == (4, *config.image_shape) and samples.dtype == tf.uint8
   np.testing.assert_array_equal(samples.numpy(),
                                 model.sample(4, temperature=0.7, seed=3))
+
+
+@pytest.mark.parametrize("model_name", tfglv.configs.MODEL_VARIANTS)
+def test_samples_are_decoded_latents_from_seeded_noise(model_name):
+  model = _perturbed_model(model_name, cached=True)
+  config = model.config
+  z_noise, v_noise = latents.draw_noise([3, 4], 5, model.latent_dim,
+                                        config.image_shape)
+  z, v = model.latents_from_noise(z_noise, v_noise, 0.7)
+  np.testing.assert_array_equal(v.numpy(), 0.7 * v_noise.numpy())
+  if model_name == "glow":
+    assert z.shape == (5, 0)
+  else:  # z = g^-1(z_noise): the prior flow takes it back to the noise.
+    np.testing.assert_allclose(
+        model.prior.make_bijector().forward(tf.identity(z)).numpy(),
+        z_noise.numpy(), atol=1e-5)
+  sampled_z, sampled_v = model.sample_latents(5, 0.7, seed=[3, 4])
+  np.testing.assert_array_equal(sampled_z.numpy(), z.numpy())
+  np.testing.assert_array_equal(sampled_v.numpy(), v.numpy())
+  samples = model.sample(5, 0.7, seed=[3, 4])
+  np.testing.assert_array_equal(samples.numpy(), model.decode(z, v).numpy())
+
+  # Traced with tensor arguments (the exported sample_from_seed), the same.
+  traced = tf.function(model.sample, input_signature=[
+      tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.float32),
+      tf.TensorSpec([2], tf.int32)])
+  in_graph = traced(tf.constant(5), tf.constant(0.7), tf.constant([3, 4]))
+  np.testing.assert_array_equal(in_graph.numpy(), samples.numpy())
+
+
+@pytest.mark.parametrize("model_name", tfglv.configs.MODEL_VARIANTS)
+def test_switch_and_interpolate(model_name):
+  model = _perturbed_model(model_name, cached=True)
+  images = _images(model.config, 4, seed=1)
+  start, end = images[:2], images[2:]
+  np.testing.assert_array_equal(model.switch(start, start).numpy(), start)
+  z_end, _ = model.posterior(end)
+  np.testing.assert_array_equal(
+      model.switch(end, start).numpy(),
+      model.decode(z_end, model.encode(start).v).numpy())
+  grid = model.interpolate(start, end, [0.0, 1.0], [0.0, 0.5, 1.0]).numpy()
+  assert grid.shape == (2, 2, 3, 16, 16, 3) and grid.dtype == np.uint8
+  # The corners: both images, and the two switches.
+  np.testing.assert_array_equal(grid[:, 0, 0], start)
+  np.testing.assert_array_equal(grid[:, 1, 2], end)
+  np.testing.assert_array_equal(grid[:, 1, 0],
+                                model.switch(end, start).numpy())
+  np.testing.assert_array_equal(grid[:, 0, 2],
+                                model.switch(start, end).numpy())
 
 
 def test_five_bit_round_trip_and_grid():
@@ -200,9 +256,11 @@ def test_checkpoint_restore_keeps_outputs_and_actnorm_initialised(tmp_path):
   path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
   tfglv.configs.save(config, str(tmp_path / "config.json"))
 
-  restored = tfglv.build_model(tfglv.configs.load(str(tmp_path / "config.json")))
+  restored = tfglv.build_model(
+      tfglv.configs.load(str(tmp_path / "config.json")))
   assert not restored.is_initialized
-  tf.train.Checkpoint(model=restored).restore(path).assert_existing_objects_matched()
+  tf.train.Checkpoint(model=restored).restore(
+      path).assert_existing_objects_matched()
   assert restored.is_initialized
   assert not restored.initialize(_images(config, seed=5))  # no re-init
   for key in ("loss", "kl"):
@@ -237,6 +295,8 @@ def test_bad_sampling_and_latent_arguments():
       model.sample(2, temperature=temperature)
   with pytest.raises(ValueError, match="num_samples must be >= 1"):
     model.sample(0)
+  with pytest.raises(ValueError, match="temperature must be > 0"):
+    model.latents_from_noise(tf.zeros([1, 8]), tf.zeros([1, 16, 16, 3]), 0.0)
   with pytest.raises(ValueError, match=r"v must be float32 \[N, 16, 16, 3\]"):
     model.decode(tf.zeros([1, 8]), tf.zeros([1, 8, 8, 3]))
   with pytest.raises(ValueError, match=r"z must be float32 \[N, 8\]"):
@@ -257,3 +317,10 @@ def test_lu_decoder_round_trip_and_variable_count():
   z, _, v = model.encode(images)
   np.testing.assert_array_equal(model.decode(z, tf.identity(v)).numpy(),
                                 images.numpy())
+
+
+def test_model_round_trips_its_config():
+  model = tfglv.build_model(tfglv.configs.get("tiny", model="glvae_prior_only"))
+  clone = tfglv.GLVAE.from_config(model.get_config())
+  assert clone.config == model.config
+  assert clone.count_params() == model.count_params()

@@ -7,8 +7,9 @@ the shape changes), then ELU. Then a 1x1 conv to `out_channels`, ELU,
 flatten, and one dense layer to `2 * d_z`: the mean and log-variance of a
 diagonal Gaussian. That last layer is weight-normalised and initialised on
 data so that its outputs start with std `final_init_stddev` (0.01): q(z|x)
-starts close to N(0, I). Batch norm statistics are synchronised across
-replicas.
+starts close to N(0, I). `call(x, cached=True)` reads the head's stored
+kernel (the inference cache, `WeightNormLayer.refresh_cache`). Batch norm
+statistics are synchronised across replicas.
 """
 
 import math
@@ -131,7 +132,8 @@ class Encoder(keras.layers.Layer):
     if self.head.data_dependent:
       self.head.initialize_from(self.features(inputs, training=False))
 
-  def call(self, inputs, training=False):
-    params = self.head(self.features(inputs, training=training))
+  def call(self, inputs, training=False, cached=False):
+    params = self.head(self.features(inputs, training=training),
+                       cached=cached)
     mean, log_variance = tf.split(params, 2, axis=-1)
     return mean, log_variance

@@ -12,117 +12,37 @@ Three variants (DESIGN section 8), one class:
     standardised, v = (f(x) - mu(z)) / sigma(z), so that z and v decode and
     switch exactly as in the other variants.
 
-Images are uint8. With `n_bins = 2**n_bits`, `x_bins = floor(x / 2**(8 -
-n_bits))` is dequantised uniformly to `(x_bins + u) / n_bins` and mapped to
-[-1, 1); the map's Jacobian enters the likelihood as `D * log(n_bins / 2)`
-(DESIGN section 1). All losses are per image, in bits/dim.
+Images are uint8; `tfglv.quantization` maps them to the flow's range
+[-1, 1) and back, `tfglv.objective` turns the model's log-densities into
+bounds in bits/dim, and `tfglv.latents` holds what is model-independent
+about the codes z and v (their type, seeded noise, interpolation, checks).
 """
 
 import math
-from typing import Dict, NamedTuple, Optional
+from typing import Dict
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from tfglv import _compat
 from tfglv import configs
 from tfglv import encoder as encoder_lib
+from tfglv import latent_gaussian
+from tfglv import latents
+from tfglv import objective
 from tfglv import prior as prior_lib
+from tfglv import quantization
 from tfglv.flows import actnorm
 from tfglv.flows import base
 from tfglv.flows import conv1x1
 from tfglv.flows import multiscale
-from tfglv.flows import tracking
 from tfglv.layers import weight_norm
 
 
-class LatentGaussian(keras.layers.Layer):
-  """z -> per-channel mean and log-scale of each latent piece of v.
-
-  Used by "glvae_prior_only". Zero-initialised, so it starts as N(0, I).
-  """
-
-  def __init__(self, latent_dim, piece_shapes, **kwargs):
-    super().__init__(**kwargs)
-    self.latent_dim = latent_dim
-    self.piece_shapes = [tuple(s) for s in piece_shapes]
-    self.projections = []
-    for index, (_, _, c) in enumerate(self.piece_shapes):
-      dense = keras.layers.Dense(2 * c, kernel_initializer="zeros",
-                                 bias_initializer="zeros",
-                                 name=f"piece{index}")
-      dense.build((None, latent_dim))
-      self.projections.append(tracking.register(self, dense))
-    self.built = True
-
-  def get_config(self):
-    config = super().get_config()
-    config.update(latent_dim=self.latent_dim, piece_shapes=self.piece_shapes)
-    return config
-
-  def pieces(self, z):
-    """Lists of [N, h, w, c] means and log-scales, one per piece."""
-    means, log_scales = [], []
-    batch = tf.shape(z)[0]
-    for dense, (h, w, c) in zip(self.projections, self.piece_shapes):
-      params = dense(z)[:, None, None, :]
-      params = tf.broadcast_to(params, tf.stack([batch, h, w, 2 * c]))
-      means.append(params[..., :c])
-      log_scales.append(params[..., c:])
-    return means, log_scales
-
-
-class StandardizeLatent(base.FlowBijector):
-  """v -> (v - mu(z)) * exp(-log_sigma(z)), the prior-only Gaussian."""
-
-  conditional = True
-
-  def __init__(self, gaussian: LatentGaussian,
-               flow: multiscale.MultiScaleFlowLayer, validate_args=False,
-               name="standardize_latent"):
-    parameters = dict(locals())
-    self._gaussian = gaussian
-    self._flow = flow
-    super().__init__(forward_min_event_ndims=3, validate_args=validate_args,
-                     parameters=parameters, name=name)
-
-  def _params(self, z):
-    means, log_scales = self._gaussian.pieces(z)
-    return self._flow.assemble(means), self._flow.assemble(log_scales)
-
-  def forward_and_log_det(self, v, z=None):
-    mean, log_scale = self._params(z)
-    return ((v - mean) * tf.exp(-log_scale),
-            -tf.reduce_sum(log_scale, axis=[1, 2, 3]))
-
-  def inverse_and_log_det(self, y, z=None):
-    mean, log_scale = self._params(z)
-    return (y * tf.exp(log_scale) + mean,
-            tf.reduce_sum(log_scale, axis=[1, 2, 3]))
-
-
-class Encoding(NamedTuple):
-  """What `GLVAE.encode` returns: the global code and the local code.
-
-  Attributes:
-    z: [N, d_z] posterior mean of q(z|x) ([N, 0] for "glow").
-    z_log_variance: [N, d_z] log-variance of q(z|x).
-    v: [N, H, W, C] local code v = f(x; z), so `decode(z, v) == x`.
-  """
-  z: tf.Tensor
-  z_log_variance: tf.Tensor
-  v: tf.Tensor
-
-
-def as_seed(seed) -> tf.Tensor:
-  """An int or an int tensor of shape [2] -> an int32 [2] stateless seed."""
-  if isinstance(seed, (int, np.integer)):
-    return tf.constant([int(seed) % (2**31 - 1), 0], dtype=tf.int32)
-  seed = tf.convert_to_tensor(seed)
-  if seed.shape.rank != 1 or seed.shape[0] != 2:
-    raise ValueError(f"seed must be an int or an int tensor of shape [2]; "
-                     f"got shape {seed.shape}.")
-  return tf.cast(seed, tf.int32)
+# Re-exported: `model_lib.Encoding`, `model_lib.as_seed`.
+Encoding = latents.Encoding
+as_seed = latents.as_seed
 
 
 class GLVAE(keras.Model):
@@ -134,6 +54,11 @@ class GLVAE(keras.Model):
     model.initialize(images)          # ActNorm data-dependent init, once
     z, _, v = model.encode(images)    # z [N, d_z], v [N, H, W, C]
     assert (model.decode(z, v) == images).all()
+    model.sample(16, temperature=0.7, seed=1)          # [16, H, W, C]
+    model.switch(global_images, local_images)          # paper Fig. 1
+    model.interpolate(x_1, x_2, [0, .5, 1], [0, 1])    # paper Fig. 5
+
+  The exported signatures and the evaluation figures call these methods.
   """
 
   def __init__(self, config: configs.Config, **kwargs):
@@ -165,7 +90,7 @@ class GLVAE(keras.Model):
         alpha=decoder.alpha, conv1x1_parameterization=decoder.conv1x1,
         net_dtype=net_dtype, name="decoder")
     if config.model == "glvae_prior_only":
-      self.latent_gaussian = LatentGaussian(
+      self.latent_gaussian = latent_gaussian.LatentGaussian(
           config.latent_dim, self.decoder.piece_shapes, name="latent_gaussian")
     self.num_dims = int(np.prod(config.image_shape))
     self.num_bins = 2 ** config.n_bits
@@ -181,17 +106,21 @@ class GLVAE(keras.Model):
   # ---------------------------------------------------------------- layout
   @property
   def decoder_bijector(self) -> base.FlowBijector:
-    """The whole conditional decoder x -> v (`forward(x, z=z)`)."""
-    flow = self.decoder.bijector
+    """The whole conditional decoder x -> v (`forward(x, z=z)`), training."""
+    return self.make_decoder_bijector()
+
+  def make_decoder_bijector(self, *, initializing: bool = False,
+                            cached: bool = False) -> base.FlowBijector:
+    """The decoder x -> v; options as `tfglv.flows.FlowLayer.make_bijector`."""
+    flow = self.decoder.make_bijector(initializing=initializing, cached=cached)
     if self.latent_gaussian is None:
       return flow
     return base.FlowChain(
-        [flow, StandardizeLatent(self.latent_gaussian, self.decoder)],
+        [flow, latent_gaussian.StandardizeLatent(self.latent_gaussian, self.decoder)],
         name="decoder")
 
   def _layers_of(self, kind):
-    return [l for l in self._flatten_layers(include_self=False, recursive=True)
-            if isinstance(l, kind)]
+    return [l for l in _compat.sublayers(self) if isinstance(l, kind)]
 
   @property
   def actnorm_layers(self):
@@ -201,55 +130,31 @@ class GLVAE(keras.Model):
   def conv1x1_layers(self):
     return self._layers_of(conv1x1.InvertibleConv1x1Layer)
 
-  # ------------------------------------------------------------- data maps
+  # ---------------------------------------- data maps (tfglv.quantization)
   def _check_images(self, images) -> tf.Tensor:
-    images = tf.convert_to_tensor(images)
-    if images.dtype != tf.uint8:
-      raise ValueError(f"images must be uint8 [N, H, W, C] in [0, 255]; got "
-                       f"dtype {images.dtype.name}.")
-    expected = self.config.image_shape
-    if images.shape.rank != 4:
-      raise ValueError(f"images must have rank 4 [N, H, W, C] with "
-                       f"H, W, C = {expected}; got shape {images.shape}.")
-    if any(s is not None and s != e
-           for s, e in zip(images.shape[1:], expected)):
-      raise ValueError(f"images must have shape [N, {expected[0]}, "
-                       f"{expected[1]}, {expected[2]}] for config "
-                       f"{self.config.name!r}; got {images.shape}.")
-    if images.shape[0] == 0:
-      # Keras convolutions mis-shape an empty batch instead of passing it on.
-      raise ValueError("images must hold at least one image (N >= 1); got "
-                       "an empty batch.")
-    return images
+    return quantization.check_images(images, self.config.image_shape,
+                                     self.config.name)
 
   def _bins(self, images):
-    shift = 8 - self.config.n_bits
-    return tf.cast(tf.bitwise.right_shift(images, shift), tf.float32)
+    return quantization.bins(images, self.config.n_bits)
 
   def _to_flow_range(self, x_bins, noise):
-    return (x_bins + noise) * (2.0 / self.num_bins) - 1.0
+    return quantization.to_flow_range(x_bins, noise, self.config.n_bits)
 
   def to_images(self, x) -> tf.Tensor:
     """Continuous x in [-1, 1) -> uint8 images on the n_bits grid."""
-    bins = tf.floor((tf.cast(x, tf.float32) + 1.0) * (self.num_bins / 2.0))
-    bins = tf.clip_by_value(bins, 0.0, self.num_bins - 1.0)
-    return tf.cast(bins, tf.uint8) * tf.constant(2 ** (8 - self.config.n_bits),
-                                                 tf.uint8)
+    return quantization.to_images(x, self.config.n_bits)
 
   @property
   def nats_per_bit_dim(self) -> float:
     """Nats per image in one bit/dim, D ln 2: the loss's unit conversion."""
     return self.num_dims * math.log(2.0)
 
-  @property
-  def _dequantization_log_det(self):
-    # -log P(x_bins) = -log p(x) + D log(n_bins / 2) for x in [-1, 1).
-    return self.num_dims * math.log(self.num_bins / 2.0)
-
   # ------------------------------------------------------------ objective
   def compute_losses(self, images, seed, training: bool = False,
                      num_samples: int = 1) -> Dict[str, tf.Tensor]:
-    """Per-image losses in bits/dim, from `num_samples` posterior samples.
+    """Per-image bounds in bits/dim (`tfglv.objective`) from `num_samples`
+    posterior samples.
 
     Args:
       images: uint8 [N, H, W, C].
@@ -264,35 +169,39 @@ class GLVAE(keras.Model):
     """
     if num_samples < 1:
       raise ValueError(f"num_samples must be >= 1; got {num_samples}.")
+    if self._inference_cache and training:
+      raise ValueError(
+          "compute_losses(training=True) needs the inference cache disabled: "
+          "the cached W^-1, log|det W| and weight-normalised kernels are "
+          "stale copies that pass no gradient. Call "
+          "model.set_inference_cache(False) before training.")
     images = self._check_images(images)
-    seed = as_seed(seed)
+    x, posterior_seed = self._dequantize(images, seed)
+    nll_k, kl_k = self._nll_and_kl(x, posterior_seed, training, num_samples)
+    return objective.bits_per_dim_bounds(nll_k, kl_k, self.num_dims,
+                                         self.config.n_bits)
+
+  def _dequantize(self, images, seed):
+    """(x in [-1, 1) with uniform noise, posterior seed) from `seed`."""
     dequant_seed, posterior_seed = tf.unstack(
-        tf.random.experimental.stateless_split(seed, 2))
+        tf.random.experimental.stateless_split(as_seed(seed), 2))
     x_bins = self._bins(images)
     noise = tf.random.stateless_uniform(tf.shape(x_bins), dequant_seed)
-    x = self._to_flow_range(x_bins, noise)
-    nll_k, kl_k = self._nll_and_kl(x, posterior_seed, training, num_samples)
-    nll_k = nll_k + self._dequantization_log_det
-    neg_elbo_k = nll_k + kl_k  # [k, N]
-    to_bpd = 1.0 / (self.num_dims * math.log(2.0))
-    # "glow" has an exact likelihood: one row whatever num_samples is.
-    rows = neg_elbo_k.shape[0]
-    iw = -(tf.reduce_logsumexp(-neg_elbo_k, axis=0) - math.log(rows))
-    return {
-        "loss": tf.reduce_mean(neg_elbo_k, axis=0) * to_bpd,
-        "nll": tf.reduce_mean(nll_k, axis=0) * to_bpd,
-        "kl": tf.reduce_mean(kl_k, axis=0) * to_bpd,
-        "iw_loss": iw * to_bpd,
-    }
+    return self._to_flow_range(x_bins, noise), posterior_seed
 
-  def _nll_and_kl(self, x, seed, training, num_samples):
-    """[k, N] -log p(x|z) (continuous) and log q(z|x) - log p(z), in nats."""
+  def _nll_and_kl(self, x, seed, training, num_samples, initializing=False):
+    """[k, N] -log p(x|z) (continuous) and log q(z|x) - log p(z), in nats.
+
+    `initializing`: the flows' ActNorms initialise on this pass.
+    """
+    options = dict(initializing=initializing, cached=self._inference_cache)
     batch = tf.shape(x)[0]
     if self.variant == "glow":
-      v, log_det = self.decoder_bijector.forward_and_log_det(x)
+      v, log_det = self.make_decoder_bijector(**options).forward_and_log_det(x)
       nll = -(prior_lib.standard_normal_log_prob(v) + log_det)
       return nll[None], tf.zeros_like(nll)[None]
-    mean, log_variance = self.encoder(x, training=training)
+    mean, log_variance = self.encoder(x, training=training,
+                                      cached=self._inference_cache)
     epsilon = tf.random.stateless_normal(
         tf.stack([num_samples, batch, self.latent_dim]), seed)
     z = mean[None] + tf.exp(0.5 * log_variance)[None] * epsilon
@@ -300,14 +209,16 @@ class GLVAE(keras.Model):
         log_variance[None] + tf.square(epsilon) + math.log(2 * math.pi),
         axis=-1)
     z_flat = tf.reshape(z, [-1, self.latent_dim])
-    log_p_z = tf.reshape(self.prior.log_prob(z_flat), [num_samples, batch])
+    log_p_z = tf.reshape(self.prior.log_prob(z_flat, **options),
+                         [num_samples, batch])
+    flow = self.decoder.make_bijector(**options)
     if self.variant == "glvae":
       x_tiled = tf.tile(x, [num_samples, 1, 1, 1]) if num_samples > 1 else x
-      v, log_det = self.decoder.bijector.forward_and_log_det(x_tiled, z=z_flat)
+      v, log_det = flow.forward_and_log_det(x_tiled, z=z_flat)
       log_px = prior_lib.standard_normal_log_prob(v) + log_det
     else:  # prior-only: the flow does not see z; run it once.
-      v, log_det = self.decoder.bijector.forward_and_log_det(x)
-      standardize = StandardizeLatent(self.latent_gaussian, self.decoder)
+      v, log_det = flow.forward_and_log_det(x)
+      standardize = latent_gaussian.StandardizeLatent(self.latent_gaussian, self.decoder)
       v_tiled = tf.tile(v, [num_samples, 1, 1, 1]) if num_samples > 1 else v
       v_std, log_det_std = standardize.forward_and_log_det(v_tiled, z=z_flat)
       log_px = (prior_lib.standard_normal_log_prob(v_std) + log_det_std +
@@ -334,7 +245,7 @@ class GLVAE(keras.Model):
     if self.encoder is None:
       empty = tf.zeros(tf.stack([tf.shape(images)[0], 0]))
       return empty, empty
-    return self.encoder(x, training=training)
+    return self.encoder(x, training=training, cached=self._inference_cache)
 
   def encode(self, images) -> Encoding:
     """uint8 images -> Encoding(z, z_log_variance, v).
@@ -346,58 +257,69 @@ class GLVAE(keras.Model):
     x = self._to_flow_range(self._bins(images), 0.5)
     z, z_log_variance = self.posterior(images)
     condition = {} if self.variant == "glow" else {"z": z}
-    v, _ = self.decoder_bijector.forward_and_log_det(x, **condition)
+    decoder = self.make_decoder_bijector(cached=self._inference_cache)
+    v, _ = decoder.forward_and_log_det(x, **condition)
     return Encoding(z, z_log_variance, v)
-
-  def _check_latents(self, z, v):
-    z = tf.convert_to_tensor(z, tf.float32)
-    v = tf.convert_to_tensor(v, tf.float32)
-    h, w, c = self.config.image_shape
-    if v.shape.rank != 4 or any(
-        s is not None and s != e for s, e in zip(v.shape[1:], (h, w, c))):
-      raise ValueError(f"v must be float32 [N, {h}, {w}, {c}]; got shape "
-                       f"{v.shape}.")
-    if z.shape.rank != 2 or (z.shape[1] is not None and
-                             z.shape[1] != self.latent_dim):
-      raise ValueError(f"z must be float32 [N, {self.latent_dim}]; got shape "
-                       f"{z.shape}.")
-    if v.shape[0] == 0 or z.shape[0] == 0:
-      raise ValueError("z and v must hold at least one latent (N >= 1); got "
-                       "an empty batch.")
-    if tf.executing_eagerly():
-      # A NaN or inf would decode to arbitrary pixels. (Traced callers, such
-      # as the exported signatures, check in their own graphs.)
-      for name, value in (("z", z), ("v", v)):
-        if not np.all(np.isfinite(value.numpy())):
-          raise ValueError(f"{name} must be finite; it holds NaN or inf.")
-    return z, v
 
   def decode(self, z, v):
     """(z [N, d_z], v [N, H, W, C]) -> uint8 images [N, H, W, C]."""
-    z, v = self._check_latents(z, v)
+    z, v = latents.check_latents(z, v, self.config.image_shape,
+                                 self.latent_dim)
     condition = {} if self.variant == "glow" else {"z": z}
-    x, _ = self.decoder_bijector.inverse_and_log_det(v, **condition)
+    decoder = self.make_decoder_bijector(cached=self._inference_cache)
+    x, _ = decoder.inverse_and_log_det(v, **condition)
     return self.to_images(x)
 
-  def sample_latents(self, num_samples: int, temperature: float = 1.0, seed=0):
-    """z ~ p(z) at temperature 1 and v ~ N(0, temperature^2 I)."""
-    _check_temperature(temperature)
-    if num_samples < 1:
-      raise ValueError(f"num_samples must be >= 1; got {num_samples}.")
-    z_seed, v_seed = tf.unstack(
-        tf.random.experimental.stateless_split(as_seed(seed), 2))
-    if self.prior is None:
-      z = tf.zeros([num_samples, 0])
-    else:
-      z = self.prior.sample(num_samples, z_seed)
-    v = temperature * tf.random.stateless_normal(
-        [num_samples, *self.config.image_shape], v_seed)
-    return z, v
+  def latents_from_noise(self, z_noise, v_noise, temperature=1.0):
+    """Standard normal noise -> latents (z, v), deterministically.
 
-  def sample(self, num_samples: int, temperature: float = 1.0, seed=0):
-    """uint8 samples [num_samples, H, W, C]; temperature scales v only."""
-    z, v = self.sample_latents(num_samples, temperature, seed)
-    return self.decode(z, v)
+    z = g^-1(z_noise) through the prior flow, at temperature 1 (z_noise
+    itself for "glow"); v = temperature * v_noise.
+    """
+    latents.check_temperature(temperature)
+    z = tf.convert_to_tensor(z_noise, tf.float32)
+    if self.prior is not None:
+      z = self.prior.make_bijector(cached=self._inference_cache).inverse(z)
+    return z, temperature * tf.convert_to_tensor(v_noise, tf.float32)
+
+  def sample_latents(self, num_samples, temperature=1.0, seed=0):
+    """z ~ p(z) at temperature 1 and v ~ N(0, temperature^2 I)."""
+    latents.check_temperature(temperature)
+    latents.check_num_samples(num_samples)
+    noise = latents.draw_noise(seed, num_samples, self.latent_dim,
+                               self.config.image_shape)
+    return self.latents_from_noise(*noise, temperature)
+
+  def sample(self, num_samples, temperature=1.0, seed=0):
+    """uint8 samples [num_samples, H, W, C]; temperature scales v only.
+
+    Every argument may be a tensor (the exported `sample_from_seed`).
+    """
+    return self.decode(*self.sample_latents(num_samples, temperature, seed))
+
+  def switch(self, global_images, local_images):
+    """decode(z of global_images, v of local_images): uint8 [N, H, W, C].
+
+    Each local image keeps its local code and takes the global code of its
+    partner (paper Fig. 1).
+    """
+    z_global, _ = self.posterior(global_images)
+    return self.decode(z_global, self.encode(local_images).v)
+
+  def interpolate(self, images_start, images_end, z_fractions, v_fractions):
+    """The paper's 2-D interpolation (Eq. 9, Fig. 5) of two image batches.
+
+    Cell (n, i, j) of the uint8 [N, A, B, H, W, C] result decodes
+    (1 - a_i) z_start + a_i z_end and (1 - b_j) v_start + b_j v_end, for a
+    in z_fractions [A] and b in v_fractions [B] (`latents.interpolate`).
+    """
+    z, v = latents.interpolate(self.encode(images_start),
+                               self.encode(images_end), z_fractions,
+                               v_fractions)
+    images = self.decode(tf.reshape(z, [-1, self.latent_dim]),
+                         tf.reshape(v, [-1, *self.config.image_shape]))
+    return tf.reshape(images, tf.concat([tf.shape(z)[:3],
+                                         tf.shape(images)[1:]], 0))
 
   def call(self, images, training=False):
     return self.encode(images)
@@ -427,39 +349,36 @@ class GLVAE(keras.Model):
     """
     if self.is_initialized:
       return False
+    images = self._check_images(images)
     if self.encoder is not None:
       # The encoder's weight-normalised head first: every coupling starts
       # as the identity, so the ActNorm statistics below do not depend on z.
-      images = self._check_images(images)
       self.encoder.initialize_head(
           self._to_flow_range(self._bins(images), 0.5))
-    layers = self.actnorm_layers
-    for layer in layers:
-      layer.init_mode = True
-    try:
-      self.compute_losses(images, seed, training=False)
-    finally:
-      for layer in layers:
-        layer.init_mode = False
+    # Then one pass of the objective (eval mode, one posterior sample) with
+    # initialising bijectors: each ActNorm sets itself from its own input.
+    x, posterior_seed = self._dequantize(images, seed)
+    self._nll_and_kl(x, posterior_seed, training=False, num_samples=1,
+                     initializing=True)
     return True
+
+  # Whether encode/decode/sample/compute_losses read the inference cache.
+  _inference_cache = False
 
   def set_inference_cache(self, enabled: bool = True):
     """Caches W^-1 and log|det W| of every 1x1 conv, and the kernel
-    g v / ||v|| of every weight-normalised layer (for decode/export).
+    g v / ||v|| of every weight-normalised layer, and makes encode, decode,
+    sample and compute_losses read them (`cached=True` to every bijector
+    and network): decoding and exports then invert no matrix.
 
-    Re-enable after any weight change; training must run with it disabled.
+    Re-enable after any weight change; training must run with it disabled
+    (`compute_losses(training=True)` refuses otherwise).
     """
-    for layer in self.conv1x1_layers + self._layers_of(
-        weight_norm.WeightNormLayer):
-      if enabled:
+    if enabled:
+      for layer in self.conv1x1_layers + self._layers_of(
+          weight_norm.WeightNormLayer):
         layer.refresh_cache()
-      layer.use_cache = enabled
-
-
-def _check_temperature(temperature):
-  if isinstance(temperature, (int, float)) and not 0 < temperature < math.inf:
-    raise ValueError(f"temperature must be > 0 and finite (typically "
-                     f"0.7-1.0); got {temperature}.")
+    self._inference_cache = bool(enabled)
 
 
 def build_model(config: configs.Config) -> GLVAE:

@@ -19,7 +19,8 @@ from typing import Dict, Optional, Tuple
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
-from tensorflow_datasets.core.download import download_manager
+
+from tfglv import _compat
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +76,7 @@ def data_dir_root(config) -> str:
   """The TFDS data_dir: data.data_dir, else $TFDS_DATA_DIR or the default."""
   if config.data.data_dir:
     return os.path.expanduser(config.data.data_dir)
-  return os.fspath(tfds.core.constants.DATA_DIR)
+  return os.fspath(_compat.tfds_default_data_dir())
 
 
 def manual_dir(config) -> str:
@@ -210,7 +211,7 @@ def prepare(config):
       manual_dir=manual, try_download_gcs=False)
   try:
     dataset_builder.download_and_prepare(download_config=download_config)
-  except download_manager.NonMatchingChecksumError as e:
+  except _compat.tfds_checksum_error() as e:
     raise ValueError(
         f"An archive for {name!r} in {manual} is not the original file "
         f"(size/sha256 differ from TFDS's registered checksum):\n{e}") from None

@@ -1,12 +1,10 @@
-"""Model-independent evaluation: FID, linear probe, image grids."""
+"""Model-independent evaluation: FID, linear probe (image grids: `tfglv.grids`)."""
 
 from tfglv.evaluation.fid import compute_fid
 from tfglv.evaluation.fid import extract_features
 from tfglv.evaluation.fid import feature_statistics
 from tfglv.evaluation.fid import frechet_distance
 from tfglv.evaluation.fid import InceptionFeatureExtractor
-from tfglv.evaluation.grids import image_grid
-from tfglv.evaluation.grids import save_png
 from tfglv.evaluation.probe import format_probe_table
 from tfglv.evaluation.probe import linear_probe
 from tfglv.evaluation.probe import PAPER_ACCURACY_PERCENT
@@ -17,8 +15,6 @@ __all__ = [
     "feature_statistics",
     "frechet_distance",
     "InceptionFeatureExtractor",
-    "image_grid",
-    "save_png",
     "format_probe_table",
     "linear_probe",
     "PAPER_ACCURACY_PERCENT",

@@ -10,8 +10,8 @@ from typing import Dict, Sequence
 
 import numpy as np
 
+from tfglv import grids
 from tfglv.data import sources
-from tfglv.evaluation import grids
 from tfglv.evaluation import representations
 from tfglv.evaluation import runs
 
@@ -115,7 +115,7 @@ def write_switch_grid(run: runs.EvaluationRun, split: str = "test",
   sources.check_split(split)
   runs.check_count("num_pairs", num_pairs)
   images = runs.load_images(run, split, 2 * num_pairs, minimum=2 * num_pairs,
-                       what=f"A switch grid of {num_pairs} pairs")
+                            what=f"A switch grid of {num_pairs} pairs")
   images_a, images_b = images[:num_pairs], images[num_pairs:]
   with_v_a, with_v_b = representations.switch(run.model, images_a, images_b,
                                               batch_size)
@@ -147,8 +147,8 @@ def write_interpolation_grids(run: runs.EvaluationRun, split: str = "test",
   sources.check_split(split)
   runs.check_count("num_interpolations", num_interpolations)
   images = runs.load_images(run, split, 2 * num_interpolations,
-                       minimum=2 * num_interpolations,
-                       what=f"{num_interpolations} interpolation grids")
+                            minimum=2 * num_interpolations,
+                            what=f"{num_interpolations} interpolation grids")
   alphas = representations.INTERPOLATION_ALPHAS
   betas = representations.INTERPOLATION_BETAS
   files = []

@@ -13,7 +13,9 @@ image x, and g = f^-1 the decoder:
 Corners of an interpolation grid are exact reconstructions: (alpha, beta) =
 (0, 0) is x_1 and (1, 1) is x_2; (1, 0) and (0, 1) are the two switches.
 
-Everything runs in batches so whole splits fit in memory as numpy arrays.
+The operations themselves are `GLVAE`'s (`switch`, `interpolate`, `sample`,
+`encode`, `decode`); this module runs them in batches over numpy arrays, so
+whole splits fit in memory.
 """
 
 from typing import Sequence, Tuple
@@ -21,6 +23,7 @@ from typing import Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
+from tfglv import latents
 from tfglv import model as model_lib
 
 # Paper Figure 5, footnote 3: alpha (global code z) down each column, beta
@@ -109,27 +112,35 @@ def switch(model: model_lib.GLVAE, images_a, images_b, batch_size: int = 64
   Args:
     model: a trained model.
     images_a, images_b: uint8 [N, H, W, C]; image i of each forms a pair.
-    batch_size: images per encode/decode call.
+    batch_size: images per `GLVAE.switch` call.
 
   Returns:
     (g(v_a; z_b), g(v_b; z_a)), each uint8 [N, H, W, C]: each image keeps
     its own local code and takes its partner's global code.
   """
+  _check_batch_size(batch_size)
   images_a = np.asarray(images_a)
   images_b = np.asarray(images_b)
   if images_a.shape != images_b.shape:
     raise ValueError(f"images_a and images_b must have the same shape; got "
                      f"{images_a.shape} and {images_b.shape}.")
-  z_a, v_a = encode_in_batches(model, images_a, batch_size)
-  z_b, v_b = encode_in_batches(model, images_b, batch_size)
-  return (decode_in_batches(model, z_b, v_a, batch_size),
-          decode_in_batches(model, z_a, v_b, batch_size))
+  with_v_a, with_v_b = [], []
+  for start in range(0, len(images_a), batch_size):
+    batch_a = tf.constant(images_a[start:start + batch_size])
+    batch_b = tf.constant(images_b[start:start + batch_size])
+    with_v_a.append(model.switch(batch_b, batch_a).numpy())
+    with_v_b.append(model.switch(batch_a, batch_b).numpy())
+  return np.concatenate(with_v_a), np.concatenate(with_v_b)
 
 
 def interpolate(model: model_lib.GLVAE, image_1, image_2,
                 alphas: Sequence[float] = INTERPOLATION_ALPHAS,
                 betas: Sequence[float] = INTERPOLATION_BETAS) -> np.ndarray:
   """Two-dimensional interpolation between two images (paper Eq. 9, Fig. 5).
+
+  `GLVAE.interpolate` of one pair (the codes of both images from one
+  `encode`, mixed by `latents.interpolate`), decoded one row (one alpha) at a
+  time so that a large model decodes len(betas) images per call.
 
   Args:
     model: a trained model.
@@ -146,14 +157,12 @@ def interpolate(model: model_lib.GLVAE, image_1, image_2,
   if images.ndim != 4:
     raise ValueError(f"image_1 and image_2 must be single images [H, W, C]; "
                      f"got shape {images.shape[1:]}.")
-  (z_1, z_2), (v_1, v_2) = encode_in_batches(model, images)
-  alphas = np.asarray(alphas, np.float32)
-  betas = np.asarray(betas, np.float32)
-  rows = []
-  for alpha in alphas:
-    z = np.broadcast_to((1 - alpha) * z_1 + alpha * z_2,
-                        (len(betas),) + z_1.shape)
-    v = ((1 - betas)[:, None, None, None] * v_1[None] +
-         betas[:, None, None, None] * v_2[None])
-    rows.append(decode_in_batches(model, z, v, batch_size=len(betas)))
-  return np.stack(rows)
+  encoding = model.encode(tf.constant(images))
+  z, v = latents.interpolate(
+      tf.nest.map_structure(lambda code: code[:1], encoding),
+      tf.nest.map_structure(lambda code: code[1:], encoding),
+      np.asarray(alphas, np.float32), np.asarray(betas, np.float32))
+  cells = decode_in_batches(model, tf.reshape(z, (-1, z.shape[-1])),
+                            tf.reshape(v, (-1,) + images.shape[1:]),
+                            batch_size=len(betas))
+  return cells.reshape((len(alphas), len(betas)) + images.shape[1:])

@@ -22,9 +22,9 @@ import tensorflow as tf
 
 from tfglv import configs
 from tfglv import data
+from tfglv import grids
 from tfglv import model as model_lib
-from tfglv.evaluation import grids
-from tfglv.training import checkpoints
+from tfglv import rundir
 
 EVAL_DIR = "eval"
 
@@ -87,7 +87,7 @@ def load_run(workdir: str, checkpoint: Optional[str] = None
   if checkpoint and not tf.io.gfile.glob(checkpoint + ".index"):
     raise ValueError(f"Checkpoint {checkpoint!r} does not exist (no "
                      f"{checkpoint}.index).")
-  config, model, step = checkpoints.restore_from_workdir(workdir, checkpoint)
+  config, model, step = rundir.restore(workdir, checkpoint)
   return EvaluationRun(workdir=workdir, config=config, model=model, step=step)
 
 

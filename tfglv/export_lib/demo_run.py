@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from tfglv import configs
 from tfglv import model as model_lib
-from tfglv.training import checkpoints
+from tfglv import rundir
 
 
 def write_demo_workdir(workdir: str, config: configs.Config, images,
@@ -40,9 +40,9 @@ def write_demo_workdir(workdir: str, config: configs.Config, images,
     noise = rng.normal(0.0, scale, variable.shape).astype(variable.dtype)
     variable.assign(variable.numpy() + noise)
   tf.io.gfile.makedirs(workdir)
-  configs.save(config, checkpoints.config_path(workdir))
-  state = checkpoints.make_checkpoint(
+  rundir.save_config(workdir, config)
+  state = rundir.make_checkpoint(
       model, step=tf.Variable(step, dtype=tf.int64, trainable=False))
   manager = tf.train.CheckpointManager(
-      state, checkpoints.checkpoint_directory(workdir), max_to_keep=1)
+      state, rundir.checkpoint_directory(workdir), max_to_keep=1)
   return manager.save(checkpoint_number=step)

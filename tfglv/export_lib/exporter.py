@@ -25,13 +25,13 @@ import numpy as np
 import tensorflow as tf
 
 from tfglv import configs
+from tfglv import rundir
 from tfglv.data import synthetic
 from tfglv.export_lib import requests as requests_lib
 from tfglv.export_lib import saved_model as saved_model_lib
 from tfglv.export_lib import signatures as signatures_lib
 from tfglv.export_lib import tflite
 from tfglv.export_lib import warmup
-from tfglv.training import checkpoints
 
 INFO_FILE = "export_info.json"
 REQUESTS_DIR = "requests"
@@ -73,8 +73,8 @@ def export_from_workdir(workdir: str, export_dir: str,
                      f"{tflite_batch_size}.")
   final_dir = saved_model_lib.version_directory(export_dir, model_name, version)
   # Fixed now: a trainer still running may write a newer checkpoint.
-  checkpoint = checkpoint or checkpoints.latest_checkpoint(workdir)
-  config, model, step = checkpoints.restore_from_workdir(workdir, checkpoint)
+  checkpoint = checkpoint or rundir.latest_checkpoint(workdir)
+  config, model, step = rundir.restore(workdir, checkpoint)
   with saved_model_lib.export_tree(final_dir) as staging:
     request_files, tflite_files, report = export_model(
         model, staging, model_name, tflite_variants, tflite_batch_size)

@@ -18,8 +18,8 @@ which has no global code: its z tensors are [N, 0]).
     sample_from_seed(seed int32 [2], num_samples int32 [],
                      temperature float32 [])
         -> images uint8 [num_samples, H, W, C]
-           the noise drawn by stateless RNG from `seed`, exactly as
-           `GLVAE.sample(num_samples, temperature, seed)` draws it.
+           `GLVAE.sample(num_samples, temperature, seed)`: the noise drawn
+           by stateless RNG from `seed`.
     switch(global_images uint8 [N, H, W, C], local_images uint8 [N, H, W, C])
         -> images uint8 [N, H, W, C]   decode(z(global_images), v(local_images))
     interpolate(images_start uint8 [N, H, W, C], images_end uint8 [N, H, W, C],
@@ -29,7 +29,9 @@ which has no global code: its z tensors are [N, 0]).
            for every a in z_fractions and b in v_fractions (the paper's
            two-dimensional interpolation).
 
-`serving_default` is `encode`.
+`serving_default` is `encode`. Each signature is the `GLVAE` method of its
+name (`sample`: `GLVAE.latents_from_noise`, then `decode`) behind the input
+checks below; the model alone defines what it computes.
 
 Inputs are checked in the graph (rank, fixed sizes, no empty batch, finite
 floats, matching batches, temperature > 0, num_samples >= 1, at most
@@ -234,19 +236,11 @@ class ServingFunctions:
         condition, [f"{signature}: {name} must be {minimum_text}; got", value])]
 
   # --------------------------------------------------------- functions
-  def _encode(self, images):
-    z, log_variance, v = self._model.encode(images)
-    return z, tf.exp(0.5 * log_variance), v
-
-  def _prior_inverse(self, z_noise):
-    if self._model.prior is None:  # "glow": z has no entries.
-      return z_noise
-    return self._model.prior.bijector.inverse(z_noise)
-
+  # Each is the GLVAE method of the same name behind the input checks.
   def encode(self, images):
     (images,) = self._checked("encode", images=images)
-    z, z_scale, v = self._encode(images)
-    return {"z": z, "z_scale": z_scale, "v": v}
+    z, z_log_variance, v = self._model.encode(images)
+    return {"z": z, "z_scale": tf.exp(0.5 * z_log_variance), "v": v}
 
   def decode(self, z, v):
     z, v = self._checked("decode", z=z, v=v)
@@ -260,8 +254,8 @@ class ServingFunctions:
                                ("z_noise", "v_noise")) +
               self._positive("sample", "temperature", temperature, "> 0"))
     with tf.control_dependencies(checks):
-      z = self._prior_inverse(z_noise)
-      return {"images": self._model.decode(z, temperature * v_noise)}
+      z, v = self._model.latents_from_noise(z_noise, v_noise, temperature)
+      return {"images": self._model.decode(z, v)}
 
   def sample_from_seed(self, seed, num_samples, temperature):
     seed, num_samples, temperature = self._checked(
@@ -270,17 +264,11 @@ class ServingFunctions:
     checks = (self._positive("sample_from_seed", "num_samples", num_samples,
                              ">= 1") +
               self._at_most_generated("sample_from_seed", "num_samples",
-                                      num_samples))
+                                      num_samples) +
+              # Worded as when this signature ran `sample` on its noise.
+              self._positive("sample", "temperature", temperature, "> 0"))
     with tf.control_dependencies(checks):
-      # The same split and draws as GLVAE.sample_latents.
-      z_seed, v_seed = tf.unstack(
-          tf.random.experimental.stateless_split(seed, 2))
-      d_z = latent_dim(self._model.config)
-      z_noise = tf.random.stateless_normal(tf.stack([num_samples, d_z]),
-                                           z_seed)
-      v_noise = tf.random.stateless_normal(
-          tf.stack([num_samples, *self._model.config.image_shape]), v_seed)
-    return self.sample(z_noise, v_noise, temperature)
+      return {"images": self._model.sample(num_samples, temperature, seed)}
 
   def switch(self, global_images, local_images):
     global_images, local_images = self._checked(
@@ -288,9 +276,7 @@ class ServingFunctions:
     with tf.control_dependencies(self._same_batch(
         "switch", global_images, local_images,
         ("global_images", "local_images"))):
-      z_global, _ = self._model.posterior(global_images)
-      v_local = self._model.encode(local_images).v
-      return {"images": self._model.decode(z_global, v_local)}
+      return {"images": self._model.switch(global_images, local_images)}
 
   def interpolate(self, images_start, images_end, z_fractions, v_fractions):
     images_start, images_end, z_fractions, v_fractions = self._checked(
@@ -303,18 +289,5 @@ class ServingFunctions:
         "interpolate", images_start, images_end,
         ("images_start", "images_end")) + self._at_most_generated(
             "interpolate", "the output N x A x B", count)):
-      z_start, _, v_start = self._model.encode(images_start)
-      z_end, _, v_end = self._model.encode(images_end)
-    a = z_fractions[None, :, None]
-    z = (1.0 - a) * z_start[:, None] + a * z_end[:, None]  # [N, A, d_z]
-    b = tf.reshape(v_fractions, [1, -1, 1, 1, 1])
-    v = (1.0 - b) * v_start[:, None] + b * v_end[:, None]  # [N, B, H, W, C]
-    grid = tf.stack([tf.shape(images_start)[0], tf.shape(z_fractions)[0],
-                     tf.shape(v_fractions)[0]])
-    z = tf.broadcast_to(z[:, :, None], tf.concat([grid, tf.shape(z)[2:]], 0))
-    v = tf.broadcast_to(v[:, None], tf.concat([grid, tf.shape(v)[2:]], 0))
-    images = self._model.decode(
-        tf.reshape(z, [-1, latent_dim(self._model.config)]),
-        tf.reshape(v, [-1, *self._model.config.image_shape]))
-    return {"images": tf.reshape(images,
-                                 tf.concat([grid, tf.shape(images)[1:]], 0))}
+      return {"images": self._model.interpolate(images_start, images_end,
+                                                z_fractions, v_fractions)}

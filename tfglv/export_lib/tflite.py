@@ -25,10 +25,8 @@ from typing import Callable, Dict, Iterable, List, Mapping, Sequence
 from ai_edge_litert import interpreter as litert
 import numpy as np
 import tensorflow as tf
-from tensorflow.lite.tools import flatbuffer_utils
-# The public TF 2 API has no graph freezing; TF Lite itself uses this.
-from tensorflow.python.framework import convert_to_constants
 
+from tfglv import _compat
 from tfglv.export_lib import signatures as signatures_lib
 
 VARIANTS = ("float32", "float16", "dynamic_range")
@@ -61,7 +59,7 @@ def write_static_saved_model(model, path: str, batch_size: int) -> None:
     concrete = tf.function(functions.function(name),
                            input_signature=input_signature
                            ).get_concrete_function()
-    frozen = convert_to_constants.convert_variables_to_constants_v2(concrete)
+    frozen = _compat.freeze_variables(concrete)
     exported[name] = _with_named_outputs(frozen, concrete.structured_outputs,
                                          input_signature)
   tf.saved_model.save(tf.Module(), path, signatures=exported)
@@ -94,14 +92,7 @@ def convert(static_saved_model_dir: str, variant: str) -> bytes:
 
 def operator_names(tflite_model: bytes) -> List[str]:
   """Sorted distinct operator names; custom ops as 'CUSTOM:<name>'."""
-  model = flatbuffer_utils.convert_bytearray_to_object(bytearray(tflite_model))
-  names = set()
-  for index, code in enumerate(model.operatorCodes):
-    if code.customCode:
-      names.add("CUSTOM:" + code.customCode.decode("ascii"))
-    else:
-      names.add(flatbuffer_utils.opcode_to_name(model, index))
-  return sorted(names)
+  return sorted(set(_compat.tflite_operator_names(tflite_model)))
 
 
 def check_builtin_ops_only(tflite_model: bytes) -> None:
@@ -111,8 +102,7 @@ def check_builtin_ops_only(tflite_model: bytes) -> None:
   if custom:
     raise ValueError(f"TF Lite model uses non-builtin ops {custom}; only "
                      f"TFLITE_BUILTINS are allowed.")
-  variables = flatbuffer_utils.count_resource_variables(
-      bytearray(tflite_model))
+  variables = _compat.tflite_resource_variable_count(tflite_model)
   if variables or "VAR_HANDLE" in names:
     raise ValueError(f"TF Lite model keeps {variables} resource variables; "
                      f"its weights must be frozen constants.")

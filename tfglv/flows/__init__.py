@@ -1,9 +1,12 @@
 """Flow pieces: Keras layers own the variables, TFP bijectors do the math."""
 
 from tfglv.flows.actnorm import ActNorm, ActNormLayer
-from tfglv.flows.base import FlowBijector, FlowChain, OnTrailingChannels
+from tfglv.flows.base import (FlowBijector, FlowChain, FlowLayer,
+                              OnTrailingChannels)
 from tfglv.flows.conv1x1 import InvertibleConv1x1, InvertibleConv1x1Layer
-from tfglv.flows.coupling import AffineCoupling, CouplingLayer
+from tfglv.flows.coupling import (AdditiveCoupling, AffineCoupling, Coupling,
+                                  CouplingLayer)
 from tfglv.flows.glow_step import GlowStepLayer
-from tfglv.flows.multiscale import MultiScaleFlow, MultiScaleFlowLayer, PriorBlockLayer
+from tfglv.flows.multiscale import (MultiScaleFlow, MultiScaleFlowLayer,
+                                    PriorBlockLayer)
 from tfglv.flows.squeeze import Squeeze

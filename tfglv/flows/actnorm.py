@@ -4,19 +4,20 @@
 
 over channels (the last axis), where P is the number of positions (H*W for
 images, 1 for vectors). `initialize_from(x)` sets the parameters so that `y`
-has zero mean and unit variance per channel on `x` (Kingma & Dhariwal, 2018).
+has zero mean and unit variance per channel on `x` (Kingma & Dhariwal, 2018);
+the bijector of `make_bijector(initializing=True)` does so on its forward
+input, then applies the map.
 The `initialized` flag is a saved variable: a restored model never
 re-initialises, and under a distribution strategy the initialisation runs
 once, in cross-replica context, so every replica holds the same values.
 """
 
-import keras
 import tensorflow as tf
 
 from tfglv.flows import base
 
 
-class ActNormLayer(keras.layers.Layer):
+class ActNormLayer(base.FlowLayer):
   """Owns ActNorm's variables: `log_scale`, `bias` [C] and `initialized`."""
 
   def __init__(self, num_channels: int, event_rank: int = 3,
@@ -24,14 +25,10 @@ class ActNormLayer(keras.layers.Layer):
     super().__init__(**kwargs)
     if num_channels < 1:
       raise ValueError(f"num_channels must be >= 1; got {num_channels}.")
-    if event_rank not in (1, 3):
-      raise ValueError(f"event_rank must be 1 (vectors) or 3 (images); got "
-                       f"{event_rank}.")
+    base.check_event_rank(event_rank)
     self.num_channels = num_channels
     self.event_rank = event_rank
     self.epsilon = epsilon
-    # Set by the model while it runs its one initialisation pass.
-    self.init_mode = False
     self.log_scale = self.add_weight(
         shape=(num_channels,), initializer="zeros", name="log_scale")
     self.bias = self.add_weight(
@@ -56,9 +53,9 @@ class ActNormLayer(keras.layers.Layer):
     self.bias.assign(-mean * tf.exp(log_scale))
     self.initialized.assign(1)
 
-  @property
-  def bijector(self):
-    return ActNorm(self, name=self.name)
+  def make_bijector(self, *, initializing=False, cached=False):
+    del cached  # Nothing to cache.
+    return ActNorm(self, initializing=initializing, name=self.name)
 
 
 class ActNorm(base.FlowBijector):
@@ -66,25 +63,26 @@ class ActNorm(base.FlowBijector):
 
   Args:
     layer: the `ActNormLayer` holding the variables.
+    initializing: whether `forward` first initialises the layer from its
+      input (`ActNormLayer.initialize_from`).
   """
 
-  def __init__(self, layer: ActNormLayer, validate_args: bool = False,
-               name: str = "act_norm"):
+  def __init__(self, layer: ActNormLayer, initializing: bool = False,
+               validate_args: bool = False, name: str = "act_norm"):
     parameters = dict(locals())
     self._layer = layer
+    self._initializing = initializing
     super().__init__(forward_min_event_ndims=layer.event_rank,
                      validate_args=validate_args, parameters=parameters,
                      name=name)
 
   def _log_det(self, x):
     log_scale = tf.cast(self._layer.log_scale, x.dtype)
-    per_position = tf.reduce_sum(log_scale)
-    if self._layer.event_rank == 3:
-      per_position = per_position * base.event_size_2d(x)
-    return per_position + base.batch_zeros(x)
+    return base.per_position_log_det(tf.reduce_sum(log_scale), x,
+                                     self._layer.event_rank)
 
   def forward_and_log_det(self, x):
-    if self._layer.init_mode:
+    if self._initializing:
       self._layer.initialize_from(x)
     log_scale = tf.cast(self._layer.log_scale, x.dtype)
     bias = tf.cast(self._layer.bias, x.dtype)

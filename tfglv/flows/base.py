@@ -18,10 +18,21 @@ One pass. TFP computes `forward` and `forward_log_det_jacobian` in separate
 calls, which would run every coupling network twice. `FlowBijector` adds
 `forward_and_log_det` / `inverse_and_log_det` that return both from one pass;
 the TFP methods are thin views of them, and training uses the one-pass form.
+
+Options, not modes. A layer's bijector is made by
+`layer.make_bijector(initializing=False, cached=False)`; `layer.bijector` is
+the plain (training) one. `initializing=True` makes a bijector whose forward
+pass first sets the data-dependent parameters (ActNorm) from its input: the
+model's one initialisation pass. `cached=True` makes one that reads the
+inference caches stored by `refresh_cache()` (W^-1 and log|det W| of the 1x1
+convolutions, the weight-normalised kernels) instead of recomputing them: how
+decoding and exports avoid matrix inversion. Composite layers pass both
+options to every piece, so one call decides what a whole flow computes.
 """
 
 from typing import Optional, Sequence, Tuple
 
+import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -59,6 +70,29 @@ class FlowBijector(tfb.Bijector):
     return self.inverse_and_log_det(y, **condition)[1]
 
 
+class FlowLayer(keras.layers.Layer):
+  """A Keras layer that owns a flow piece's variables and makes its bijector.
+
+  Subclasses implement `make_bijector`; see the module docstring for the
+  options.
+  """
+
+  def make_bijector(self, *, initializing: bool = False,
+                    cached: bool = False) -> FlowBijector:
+    raise NotImplementedError
+
+  @property
+  def bijector(self) -> FlowBijector:
+    """The training bijector: no initialisation, no inference cache."""
+    return self.make_bijector()
+
+
+def check_event_rank(event_rank: int) -> None:
+  if event_rank not in (1, 3):
+    raise ValueError(f"event_rank must be 1 (vectors) or 3 (images, NHWC); "
+                     f"got {event_rank}.")
+
+
 def split_channels(x: tf.Tensor, first: int) -> Tuple[tf.Tensor, tf.Tensor]:
   """(x[..., :first], x[..., first:]) as one `tf.split`.
 
@@ -83,6 +117,17 @@ def event_size_2d(x: tf.Tensor) -> tf.Tensor:
   """Number of spatial positions H*W of an NHWC tensor, in x's dtype."""
   shape = tf.shape(x)
   return tf.cast(shape[1] * shape[2], x.dtype)
+
+
+def per_position_log_det(log_det: tf.Tensor, x: tf.Tensor,
+                         event_rank: int) -> tf.Tensor:
+  """A log-det that is the same at every position -> `[batch]`.
+
+  For images (event rank 3) it is multiplied by the H*W positions of `x`.
+  """
+  if event_rank == 3:
+    log_det = log_det * event_size_2d(x)
+  return log_det + batch_zeros(x)
 
 
 class FlowChain(FlowBijector):

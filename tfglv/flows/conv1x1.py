@@ -13,14 +13,14 @@ invertible linear layer). Two parameterisations:
   decomposition.
 
 Decoding needs W^-1. The layer keeps non-trainable `inverse_kernel` and
-`cached_log_abs_det` variables refreshed by `refresh_cache()`; with
-`use_cache = True` the bijector reads them instead of inverting or taking a
+`cached_log_abs_det` variables refreshed by `refresh_cache()`; the bijector of
+`make_bijector(cached=True)` reads them instead of inverting or taking a
 determinant. That is how exports and repeated sampling avoid matrix
 inversion and slogdet (TF Lite has no builtin for either).
 """
 
-import numpy as np
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfglv.flows import base
@@ -28,7 +28,7 @@ from tfglv.flows import base
 PARAMETERIZATIONS = ("full", "lu")
 
 
-class InvertibleConv1x1Layer(keras.layers.Layer):
+class InvertibleConv1x1Layer(base.FlowLayer):
   """Owns the 1x1 convolution's weights."""
 
   def __init__(self, num_channels: int, event_rank: int = 3,
@@ -39,11 +39,11 @@ class InvertibleConv1x1Layer(keras.layers.Layer):
                        f"allowed: {', '.join(PARAMETERIZATIONS)}.")
     if num_channels < 1:
       raise ValueError(f"num_channels must be >= 1; got {num_channels}.")
+    base.check_event_rank(event_rank)
     self.num_channels = num_channels
     self.event_rank = event_rank
     self.parameterization = parameterization
     self.seed = seed
-    self.use_cache = False
     c = num_channels
     orthogonal = keras.initializers.Orthogonal(seed=seed)
     if parameterization == "full":
@@ -96,9 +96,9 @@ class InvertibleConv1x1Layer(keras.layers.Layer):
     upper = upper + tf.linalg.diag(diag)
     return tf.cast(self.permutation, dtype) @ lower @ upper
 
-  def log_abs_det(self, dtype):
-    """log|det W| (per position)."""
-    if self.use_cache:
+  def log_abs_det(self, dtype, cached: bool = False):
+    """log|det W| (per position); `cached`: as `refresh_cache` stored it."""
+    if cached:
       return tf.cast(self.cached_log_abs_det, dtype)
     if self.parameterization == "lu":
       return tf.reduce_sum(tf.cast(self.log_s, dtype))
@@ -106,14 +106,15 @@ class InvertibleConv1x1Layer(keras.layers.Layer):
     _, log_abs = tf.linalg.slogdet(tf.cast(self.kernel, tf.float64))
     return tf.cast(log_abs, dtype)
 
-  def inverse_matrix(self, dtype):
-    if self.use_cache:
+  def inverse_matrix(self, dtype, cached: bool = False):
+    """W^-1; `cached`: as `refresh_cache` stored it."""
+    if cached:
       return tf.cast(self.inverse_kernel, dtype)
     w = tf.cast(self.weight_matrix(tf.float64), tf.float64)
     return tf.cast(tf.linalg.inv(w), dtype)
 
   def refresh_cache(self):
-    """Stores W^-1 and log|det W| (computed in float64) for `use_cache`."""
+    """Stores W^-1 and log|det W| (computed in float64) for `cached`."""
     w = self.weight_matrix(tf.float64)
     self.inverse_kernel.assign(
         tf.cast(tf.linalg.inv(w), self.inverse_kernel.dtype))
@@ -121,9 +122,9 @@ class InvertibleConv1x1Layer(keras.layers.Layer):
     self.cached_log_abs_det.assign(
         tf.cast(log_abs, self.cached_log_abs_det.dtype))
 
-  @property
-  def bijector(self):
-    return InvertibleConv1x1(self, name=self.name)
+  def make_bijector(self, *, initializing=False, cached=False):
+    del initializing  # No data-dependent parameters.
+    return InvertibleConv1x1(self, cached=cached, name=self.name)
 
 
 def _lu_decompose(w):
@@ -152,26 +153,31 @@ def _mix_channels(x, matrix):
 
 
 class InvertibleConv1x1(base.FlowBijector):
-  """The invertible 1x1 convolution bijector (see module docstring)."""
+  """The invertible 1x1 convolution bijector (see module docstring).
 
-  def __init__(self, layer: InvertibleConv1x1Layer,
+  Args:
+    layer: the `InvertibleConv1x1Layer` holding the weights.
+    cached: read W^-1 and log|det W| from the layer's inference cache.
+  """
+
+  def __init__(self, layer: InvertibleConv1x1Layer, cached: bool = False,
                validate_args: bool = False, name: str = "invertible_conv1x1"):
     parameters = dict(locals())
     self._layer = layer
+    self._cached = cached
     super().__init__(forward_min_event_ndims=layer.event_rank,
                      validate_args=validate_args, parameters=parameters,
                      name=name)
 
   def _log_det(self, x):
-    log_det = self._layer.log_abs_det(x.dtype)
-    if self._layer.event_rank == 3:
-      log_det = log_det * base.event_size_2d(x)
-    return log_det + base.batch_zeros(x)
+    log_det = self._layer.log_abs_det(x.dtype, cached=self._cached)
+    return base.per_position_log_det(log_det, x, self._layer.event_rank)
 
   def forward_and_log_det(self, x):
     y = _mix_channels(x, self._layer.weight_matrix(x.dtype))
     return y, self._log_det(x)
 
   def inverse_and_log_det(self, y):
-    x = _mix_channels(y, self._layer.inverse_matrix(y.dtype))
+    x = _mix_channels(y, self._layer.inverse_matrix(y.dtype,
+                                                    cached=self._cached))
     return x, -self._log_det(y)

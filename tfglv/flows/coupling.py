@@ -1,4 +1,4 @@
-"""Conditional affine (and additive) coupling (DESIGN section 4).
+"""Conditional affine and additive couplings (DESIGN section 4).
 
 The channels of `x` are split into a conditioning part `x_a` and a
 transformed part `x_b`. A network reads `x_a` and the global code `z` and
@@ -8,7 +8,9 @@ outputs `[shift, u]` (two contiguous halves):
     y_b   = scale * x_b + shift,   y_a = x_a
     log|det dy/dx| = sum(log scale)
 
-The additive variant has `scale = 1` and a zero log-det (5-bit tables).
+`AffineCoupling` is that map; `AdditiveCoupling` has no scale (its network
+outputs only the shift) and a zero log-det (the 5-bit tables).
+`CouplingLayer(transform=...)` owns the network and picks the bijector.
 
 Split patterns over C channels, with `n_b = C // factor` transformed:
   * continuous/up: the first C - n_b channels condition the rest;
@@ -27,7 +29,8 @@ fast its output grows (a plain zero-initialised kernel diverges at full
 width: see `tfglv/layers/weight_norm.py`). `Dense(z)` adds a per-channel
 vector at every pixel; each coupling has its own. Vector couplings (the prior
 on z) use an MLP `Dense(H) - ELU - Dense(H) - ELU - Dense(out)` whose last
-layer is weight-normalised the same way.
+layer is weight-normalised the same way. A network called with `cached=True`
+reads that last layer's stored kernel (`WeightNormLayer.refresh_cache`).
 
 The network may compute in bfloat16 (`net_dtype="mixed_bfloat16"`): its
 output is cast to float32 before the affine update and the log-det. One
@@ -91,7 +94,7 @@ class ConvCouplingNetwork(keras.layers.Layer):
                   condition_dim=self.condition_dim)
     return config
 
-  def call(self, inputs, condition=None):
+  def call(self, inputs, condition=None, cached=False):
     h = keras.activations.elu(self.conv_in(inputs))
     h = self.conv_hidden(h)
     if self.condition_projection is not None:
@@ -99,7 +102,7 @@ class ConvCouplingNetwork(keras.layers.Layer):
         raise ValueError("This coupling is conditional: pass z.")
       h = h + self.condition_projection(condition)[:, None, None, :]
     h = keras.activations.elu(h)
-    return self.conv_out(h)
+    return self.conv_out(h, cached=cached)
 
 
 class MLPCouplingNetwork(keras.layers.Layer):
@@ -135,13 +138,13 @@ class MLPCouplingNetwork(keras.layers.Layer):
                   hidden_channels=self.hidden_channels)
     return config
 
-  def call(self, inputs, condition=None):
+  def call(self, inputs, condition=None, cached=False):
     h = keras.activations.elu(self.dense_in(inputs))
     h = keras.activations.elu(self.dense_hidden(h))
-    return self.dense_out(h)
+    return self.dense_out(h, cached=cached)
 
 
-class CouplingLayer(keras.layers.Layer):
+class CouplingLayer(base.FlowLayer):
   """Owns a coupling's network; `bijector` does the math.
 
   Args:
@@ -164,9 +167,11 @@ class CouplingLayer(keras.layers.Layer):
                net_dtype: Optional[str] = None, **kwargs):
     super().__init__(**kwargs)
     if split not in SPLITS:
-      raise ValueError(f"Unknown split {split!r}; allowed: {', '.join(SPLITS)}.")
+      raise ValueError(f"Unknown split {split!r}; allowed: "
+                       f"{', '.join(SPLITS)}.")
     if order not in ORDERS:
-      raise ValueError(f"Unknown order {order!r}; allowed: {', '.join(ORDERS)}.")
+      raise ValueError(f"Unknown order {order!r}; allowed: "
+                       f"{', '.join(ORDERS)}.")
     if transform not in TRANSFORMS:
       raise ValueError(f"Unknown transform {transform!r}; allowed: "
                        f"{', '.join(TRANSFORMS)}.")
@@ -175,8 +180,7 @@ class CouplingLayer(keras.layers.Layer):
     if factor < 2 or num_channels < factor:
       raise ValueError(f"factor must be in [2, num_channels={num_channels}]; "
                        f"got {factor}.")
-    if event_rank not in (1, 3):
-      raise ValueError(f"event_rank must be 1 or 3; got {event_rank}.")
+    base.check_event_rank(event_rank)
     if split == "alternate" and factor != 2:
       raise ValueError("The alternate split needs factor 2; "
                        f"got factor {factor}.")
@@ -236,54 +240,86 @@ class CouplingLayer(keras.layers.Layer):
       return tf.concat([conditioning, transformed], axis=-1)
     return tf.concat([transformed, conditioning], axis=-1)
 
-  @property
-  def bijector(self):
-    return AffineCoupling(self, name=self.name)
+  def make_bijector(self, *, initializing=False, cached=False):
+    del initializing  # No data-dependent parameters.
+    bijector = (AffineCoupling if self.transform == "affine" else
+                AdditiveCoupling)
+    return bijector(self, cached=cached, name=self.name)
 
 
-class AffineCoupling(base.FlowBijector):
-  """The coupling bijector of a `CouplingLayer` (see module docstring)."""
+class Coupling(base.FlowBijector):
+  """What both couplings share: the split, the network call, the merge.
 
-  def __init__(self, layer: CouplingLayer, validate_args: bool = False,
-               name: str = "affine_coupling"):
+  Subclasses map the transformed part given the network's output `params`
+  (`_forward_part`, `_inverse_part`, each returning the new part and the
+  `[batch]` log-det).
+
+  Args:
+    layer: the `CouplingLayer` holding the network and the split pattern.
+    cached: run the network on its inference cache (its weight-normalised
+      last layer reads the stored kernel).
+  """
+
+  def __init__(self, layer: CouplingLayer, cached: bool = False,
+               validate_args: bool = False, name: Optional[str] = None):
+    # name None: TFP names the bijector after its class ("affine_coupling").
     parameters = dict(locals())
     self._layer = layer
+    self._cached = cached
     self.conditional = bool(layer.condition_dim)
     super().__init__(forward_min_event_ndims=layer.event_rank,
                      validate_args=validate_args, parameters=parameters,
                      name=name)
 
-  def _shift_and_scale(self, conditioning, z):
-    layer = self._layer
-    params = layer.network(conditioning, z)
-    params = tf.cast(params, conditioning.dtype)
-    if layer.transform == "additive":
-      return params, None
-    n = layer.num_transformed
-    shift, u = base.split_channels(params, n)
-    scale = layer.alpha * tf.tanh(u / 2.0) + 1.0
-    return shift, scale
+  def _params(self, conditioning, z):
+    params = self._layer.network(conditioning, z, cached=self._cached)
+    return tf.cast(params, conditioning.dtype)
 
-  def _log_det(self, scale, x):
-    if scale is None:
-      return base.batch_zeros(x)
-    axes = list(range(1, len(scale.shape)))
-    return tf.reduce_sum(tf.math.log(scale), axis=axes)
+  def _forward_part(self, transformed, params):
+    raise NotImplementedError
+
+  def _inverse_part(self, transformed, params):
+    raise NotImplementedError
 
   def forward_and_log_det(self, x, z=None):
     conditioning, transformed = self._layer.split_channels(x)
-    shift, scale = self._shift_and_scale(conditioning, z)
-    if scale is not None:
-      transformed = transformed * scale
-    transformed = transformed + shift
-    y = self._layer.merge_channels(conditioning, transformed)
-    return y, self._log_det(scale, x)
+    transformed, log_det = self._forward_part(
+        transformed, self._params(conditioning, z))
+    return self._layer.merge_channels(conditioning, transformed), log_det
 
   def inverse_and_log_det(self, y, z=None):
     conditioning, transformed = self._layer.split_channels(y)
-    shift, scale = self._shift_and_scale(conditioning, z)
-    transformed = transformed - shift
-    if scale is not None:
-      transformed = transformed / scale
-    x = self._layer.merge_channels(conditioning, transformed)
-    return x, -self._log_det(scale, y)
+    transformed, log_det = self._inverse_part(
+        transformed, self._params(conditioning, z))
+    return self._layer.merge_channels(conditioning, transformed), log_det
+
+
+class AdditiveCoupling(Coupling):
+  """y_b = x_b + shift, log-det 0 (see module docstring)."""
+
+  def _forward_part(self, transformed, shift):
+    return transformed + shift, base.batch_zeros(transformed)
+
+  def _inverse_part(self, transformed, shift):
+    return transformed - shift, -base.batch_zeros(transformed)
+
+
+class AffineCoupling(Coupling):
+  """y_b = scale * x_b + shift with a bounded scale (see module docstring)."""
+
+  def _shift_and_scale(self, params):
+    shift, u = base.split_channels(params, self._layer.num_transformed)
+    return shift, self._layer.alpha * tf.tanh(u / 2.0) + 1.0
+
+  @staticmethod
+  def _log_det(scale):
+    axes = list(range(1, len(scale.shape)))
+    return tf.reduce_sum(tf.math.log(scale), axis=axes)
+
+  def _forward_part(self, transformed, params):
+    shift, scale = self._shift_and_scale(params)
+    return transformed * scale + shift, self._log_det(scale)
+
+  def _inverse_part(self, transformed, params):
+    shift, scale = self._shift_and_scale(params)
+    return (transformed - shift) / scale, -self._log_det(scale)

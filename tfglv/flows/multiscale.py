@@ -13,11 +13,14 @@ Data -> latent, for levels `[n_0, [n_1a, n_1b], ..., n_top]`:
 The factored pieces are reassembled (unsqueeze and concatenate, undoing the
 squeezes) so that v has the image's own shape. For CIFAR-10 the shapes are
 32x32x3 -> 16x16x12 -> 8x8x24 -> 4x4x48.
+
+Each sub-block (its steps, then its prior block; the first sub-block of a
+squeezed level starts with the `Squeeze`) is one `FlowChain`; between
+sub-blocks the leaving channels are split off.
 """
 
 from typing import List, Optional, Sequence, Tuple
 
-import keras
 import tensorflow as tf
 
 from tfglv.flows import actnorm
@@ -25,10 +28,11 @@ from tfglv.flows import base
 from tfglv.flows import conv1x1
 from tfglv.flows import coupling
 from tfglv.flows import glow_step
+from tfglv.flows import squeeze
 from tfglv.flows import tracking
 
 
-class PriorBlockLayer(keras.layers.Layer):
+class PriorBlockLayer(base.FlowLayer):
   """1x1 conv -> coupling (continuous, up, factor f) -> ActNorm on the leaving.
 
   The last `num_channels // factor` channels leave the level.
@@ -67,15 +71,17 @@ class PriorBlockLayer(keras.layers.Layer):
     config.update(self._config)
     return config
 
-  @property
-  def bijector(self):
+  def make_bijector(self, *, initializing=False, cached=False):
+    options = dict(initializing=initializing, cached=cached)
     return base.FlowChain([
-        self.conv1x1.bijector, self.coupling.bijector,
-        base.OnTrailingChannels(self.actnorm.bijector, self.num_kept)
+        self.conv1x1.make_bijector(**options),
+        self.coupling.make_bijector(**options),
+        base.OnTrailingChannels(self.actnorm.make_bijector(**options),
+                                self.num_kept)
     ], name=self.name)
 
 
-class MultiScaleFlowLayer(keras.layers.Layer):
+class MultiScaleFlowLayer(base.FlowLayer):
   """Owns every step and prior block of the conditional decoder.
 
   Args:
@@ -174,16 +180,17 @@ class MultiScaleFlowLayer(keras.layers.Layer):
                   condition_dim=self.condition_dim, **self._layer_config)
     return config
 
-  @property
-  def bijector(self):
-    return MultiScaleFlow(self, name=self.name)
+  def make_bijector(self, *, initializing=False, cached=False):
+    return MultiScaleFlow(self, initializing=initializing, cached=cached,
+                          name=self.name)
 
   def disassemble(self, v) -> List[tf.Tensor]:
     """Splits image-shaped v into its latent pieces (internals, then top)."""
+    squeezer = squeeze.Squeeze()
     pieces = []
     h = v
     for index in range(1, len(self.num_steps)):
-      h = tf.nn.space_to_depth(h, 2)
+      h = squeezer.forward(h)
       if index < len(self.num_steps) - 1:
         keep = h.shape[-1] - self.factored_channels[index - 1]
         h, piece = base.split_channels(h, keep)
@@ -192,63 +199,62 @@ class MultiScaleFlowLayer(keras.layers.Layer):
 
   def assemble(self, pieces: Sequence[tf.Tensor]) -> tf.Tensor:
     """Inverse of `disassemble`: pieces -> image-shaped v."""
+    unsqueeze = squeeze.Squeeze().inverse
     *factored, h = pieces
-    h = tf.nn.depth_to_space(h, 2)
+    h = unsqueeze(h)
     for piece in reversed(factored):
-      h = tf.nn.depth_to_space(tf.concat([h, piece], axis=-1), 2)
+      h = unsqueeze(tf.concat([h, piece], axis=-1))
     return h
-
-
-def _run(bijectors, x, z, inverse=False):
-  log_det = base.batch_zeros(x)
-  condition = {} if z is None else {"z": z}
-  for bijector in (reversed(bijectors) if inverse else bijectors):
-    kwargs = condition if bijector.conditional else {}
-    if inverse:
-      x, ldj = bijector.inverse_and_log_det(x, **kwargs)
-    else:
-      x, ldj = bijector.forward_and_log_det(x, **kwargs)
-    log_det = log_det + ldj
-  return x, log_det
 
 
 class MultiScaleFlow(base.FlowBijector):
   """Bijector of a `MultiScaleFlowLayer`: x -> v of the same shape.
 
   `forward(x, z=z)` is f(x; z); `inverse(v, z=z)` decodes. For an
-  unconditional layer (`condition_dim == 0`) omit z.
+  unconditional layer (`condition_dim == 0`) omit z. `initializing` and
+  `cached` reach every piece (see `base.FlowLayer.make_bijector`).
   """
 
-  def __init__(self, layer: MultiScaleFlowLayer, validate_args: bool = False,
+  def __init__(self, layer: MultiScaleFlowLayer, initializing: bool = False,
+               cached: bool = False, validate_args: bool = False,
                name: str = "multi_scale_flow"):
     parameters = dict(locals())
     self._layer = layer
+    self._options = dict(initializing=initializing, cached=cached)
     self.conditional = bool(layer.condition_dim)
     super().__init__(forward_min_event_ndims=3, validate_args=validate_args,
                      parameters=parameters, name=name)
 
-  def _level_bijectors(self, index) -> List[Tuple[list, Optional[object]]]:
-    steps = self._layer.level_steps[index]
-    priors = self._layer.level_priors[index]
-    return [([s.bijector for s in block],
-             priors[j].bijector if priors else None)
-            for j, block in enumerate(steps)]
+  def _sub_blocks(self, index) -> List[Tuple[Optional[base.FlowChain],
+                                             Optional[PriorBlockLayer]]]:
+    """(chain or None, prior block layer or None) per sub-block of a level."""
+    layer = self._layer
+    priors = layer.level_priors[index]
+    blocks = []
+    for j, steps in enumerate(layer.level_steps[index]):
+      members = [s.make_bijector(**self._options) for s in steps]
+      prior = priors[j] if priors else None
+      if prior is not None:
+        members.append(prior.make_bijector(**self._options))
+      if index > 0 and j == 0:
+        members.insert(0, squeeze.Squeeze())
+      blocks.append((base.FlowChain(members) if members else None, prior))
+    return blocks
 
   def forward_and_log_det(self, x, z=None) -> Tuple[tf.Tensor, tf.Tensor]:
     layer = self._layer
+    condition = {} if z is None else {"z": z}
     log_det = base.batch_zeros(x)
     pieces = []
     h = x
     for index in range(len(layer.num_steps)):
-      if index > 0:
-        h = tf.nn.space_to_depth(h, 2)
       leaving = []
-      for steps, prior in self._level_bijectors(index):
-        h, ldj = _run(steps + ([prior] if prior else []), h, z)
-        log_det += ldj
+      for chain, prior in self._sub_blocks(index):
+        if chain is not None:
+          h, ldj = chain.forward_and_log_det(h, **condition)
+          log_det += ldj
         if prior is not None:
-          kept = layer.level_priors[index][len(leaving)].num_kept
-          h, piece = base.split_channels(h, kept)
+          h, piece = base.split_channels(h, prior.num_kept)
           leaving.append(piece)
       if leaving:
         pieces.append(tf.concat(leaving[::-1], axis=-1))
@@ -256,20 +262,18 @@ class MultiScaleFlow(base.FlowBijector):
 
   def inverse_and_log_det(self, v, z=None) -> Tuple[tf.Tensor, tf.Tensor]:
     layer = self._layer
+    condition = {} if z is None else {"z": z}
     *factored, h = layer.disassemble(v)
     log_det = base.batch_zeros(v)
     for index in reversed(range(len(layer.num_steps))):
-      blocks = self._level_bijectors(index)
+      blocks = self._sub_blocks(index)
       # Internal levels stored their leaving channels last-first.
       piece = factored.pop() if blocks[0][1] is not None else None
-      for j in reversed(range(len(blocks))):
-        steps, prior = blocks[j]
+      for chain, prior in reversed(blocks):
         if prior is not None:
-          leaving = layer.level_priors[index][j].num_leaving
-          entering, piece = base.split_channels(piece, leaving)
+          entering, piece = base.split_channels(piece, prior.num_leaving)
           h = tf.concat([h, entering], axis=-1)
-        h, ldj = _run(steps + ([prior] if prior else []), h, z, inverse=True)
-        log_det += ldj
-      if index > 0:
-        h = tf.nn.depth_to_space(h, 2)
+        if chain is not None:
+          h, ldj = chain.inverse_and_log_det(h, **condition)
+          log_det += ldj
     return h, log_det

@@ -25,9 +25,10 @@ Initialisation, as the authors do it (`v ~ N(0, 0.05^2)`, bias 0):
     `init_scale` on `x` (the authors' `init(x, init_scale)`), and sets the
     saved `initialized` flag, so a restored layer never re-initialises.
 
-For inference, `refresh_cache()` stores the kernel and `use_cache = True`
-reads it (`GLVAE.set_inference_cache` does both), so decoding and every
-export read one stored kernel instead of recomputing the norm per graph.
+For inference, `refresh_cache()` stores the kernel and `call(x, cached=True)`
+reads it (`GLVAE.set_inference_cache` refreshes, and the model then passes
+`cached=True`), so decoding and every export read one stored kernel instead
+of recomputing the norm per graph.
 """
 
 from typing import Tuple
@@ -55,8 +56,6 @@ class WeightNormLayer(keras.layers.Layer):
     self.epsilon = epsilon
     self.seed = seed
     self.initialized = None
-    # Set by `GLVAE.set_inference_cache`: read the stored kernel.
-    self.use_cache = False
 
   @property
   def data_dependent(self) -> bool:
@@ -101,15 +100,16 @@ class WeightNormLayer(keras.layers.Layer):
     return self._unit_direction() * tf.convert_to_tensor(self.length)
 
   def refresh_cache(self) -> None:
-    """Stores the current `kernel()` for `use_cache`."""
+    """Stores the current `kernel()` for `call(..., cached=True)`."""
     self.cached_kernel.assign(self.kernel())
 
   def _apply(self, inputs, kernel):
     """inputs (*) kernel, without the bias."""
     raise NotImplementedError
 
-  def call(self, inputs):
-    kernel = self.cached_kernel if self.use_cache else self.kernel()
+  def call(self, inputs, cached: bool = False):
+    """inputs (*) w + bias; `cached`: w as `refresh_cache` stored it."""
+    kernel = self.cached_kernel if cached else self.kernel()
     outputs = self._apply(inputs, tf.cast(kernel, self.compute_dtype))
     return tf.nn.bias_add(outputs, tf.cast(self.bias, self.compute_dtype))
 

@@ -11,37 +11,34 @@
 * "one_device": `tf.distribute.OneDeviceStrategy` on the first GPU or CPU.
 * "multi_worker": `tf.distribute.MultiWorkerMirroredStrategy`; the cluster
   comes from the `TF_CONFIG` environment variable (without it, one worker),
-  which is checked first (`parse_tf_config`). Workers that cannot all reach
-  each other within `multi_worker_timeout_seconds` raise ValueError instead
-  of waiting forever. Only the chief writes checkpoints, summaries and
-  images; other workers save their (required) checkpoint copies under a
-  temporary directory that is removed after every save.
+  which is checked first (`cluster.parse_tf_config`). Workers that cannot
+  all reach each other within `multi_worker_timeout_seconds` raise
+  ValueError instead of waiting forever. Only the chief writes checkpoints,
+  summaries and images; other workers save their (required) checkpoint
+  copies under a temporary directory that is removed after every save.
+
+The workers' agreement is checked, not assumed: `check_workers_agree`,
+`broadcast_from_chief`, `variables_digest` and, across the replicas of one
+process, `replica_max_abs_difference`.
 """
 
 import hashlib
-import json
 import os
 import shutil
 import tempfile
-from typing import Dict, List, Tuple
+from typing import Optional
 
 from absl import logging
 import numpy as np
 import tensorflow as tf
-# Internal modules, as MultiWorkerMirroredStrategy itself uses them:
-# configuring its coordination service first (with a deadline) is the only
-# way to bound its start-up wait (TF 2.21).
-from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
-from tensorflow.python.eager import context
 
-STRATEGIES = ("mirrored", "one_device", "multi_worker")
-# Jobs a TF_CONFIG cluster may have for MultiWorkerMirroredStrategy training
-# (an "evaluator" side-car or "ps" parameter servers are not supported).
-MULTI_WORKER_JOBS = ("chief", "worker")
+from tfglv import _compat
+from tfglv import configs
+from tfglv import rundir
+from tfglv.training import cluster as cluster_lib
+
 # How long a worker waits for every other worker of TF_CONFIG to start.
 DEFAULT_MULTI_WORKER_TIMEOUT_SECONDS = 600.0
-_TF_CONFIG_EXAMPLE = ('{"cluster": {"worker": ["host0:12345", "host1:12345"]}, '
-                      '"task": {"type": "worker", "index": 0}}')
 
 
 def configure_cpu_devices(count: int):
@@ -72,17 +69,17 @@ def create_strategy(
     name: str,
     multi_worker_timeout_seconds: float = DEFAULT_MULTI_WORKER_TIMEOUT_SECONDS
 ) -> tf.distribute.Strategy:
-  """The strategy called `name` (one of STRATEGIES).
+  """The strategy called `name` (one of `configs.STRATEGIES`).
 
   Args:
-    name: one of STRATEGIES.
+    name: one of `configs.STRATEGIES`.
     multi_worker_timeout_seconds: "multi_worker" only: how long to wait for
       every worker of TF_CONFIG to start and connect before raising
       ValueError.
   """
-  if name not in STRATEGIES:
+  if name not in configs.STRATEGIES:
     raise ValueError(f"Unknown strategy {name!r}; allowed: "
-                     f"{', '.join(STRATEGIES)}.")
+                     f"{', '.join(configs.STRATEGIES)}.")
   if name == "multi_worker":
     # Before anything lists devices: that starts TF's runtime, after which
     # the coordination service can no longer be configured.
@@ -98,89 +95,20 @@ def create_strategy(
       cpus, cross_device_ops=tf.distribute.ReductionToOneDevice())
 
 
-def parse_tf_config(text: str) -> Tuple[Dict[str, List[str]], str, int]:
-  """Checks a TF_CONFIG value; returns (cluster, task_type, task_index).
-
-  `cluster` maps each job of MULTI_WORKER_JOBS ("chief": one address,
-  "worker": one or more) to "host:port" addresses; the task names this
-  process's entry. Raises ValueError naming the problem and the expected
-  form, instead of the KeyError or endless wait TensorFlow would give.
-  """
-
-  def fail(problem):
-    raise ValueError(
-        f"TF_CONFIG {problem}. Expected JSON like {_TF_CONFIG_EXAMPLE}: jobs "
-        f"{' and '.join(map(repr, MULTI_WORKER_JOBS))} (at most one chief) "
-        f"listing 'host:port' addresses, and this process's task (type: one "
-        f"of the jobs, index: its position in that job's list).")
-
-  try:
-    value = json.loads(text)
-  except json.JSONDecodeError as e:
-    fail(f"is not valid JSON ({e})")
-  if not isinstance(value, dict):
-    fail(f"must be a JSON object; got {type(value).__name__}")
-  cluster, task = value.get("cluster"), value.get("task")
-  if not isinstance(cluster, dict) or not cluster:
-    fail("has no 'cluster' (an object of job name -> list of addresses)")
-  addresses_seen = set()
-  for job, addresses in cluster.items():
-    if job not in MULTI_WORKER_JOBS:
-      fail(f"cluster has job {job!r}; MultiWorkerMirroredStrategy training "
-           f"allows {', '.join(map(repr, MULTI_WORKER_JOBS))}")
-    if (not isinstance(addresses, list) or not addresses or
-        not all(isinstance(a, str) for a in addresses)):
-      fail(f"cluster job {job!r} must be a non-empty list of 'host:port' "
-           f"strings; got {addresses!r}")
-    for address in addresses:
-      host, _, port = address.rpartition(":")
-      if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        fail(f"cluster job {job!r} has address {address!r}, not 'host:port' "
-             f"with a port in 1-65535")
-      if address in addresses_seen:
-        fail(f"cluster lists address {address!r} twice")
-      addresses_seen.add(address)
-  if len(cluster.get("chief", [])) > 1:
-    fail(f"cluster has {len(cluster['chief'])} chiefs; at most one")
-  if not isinstance(task, dict):
-    fail("has no 'task' (an object with 'type' and 'index')")
-  task_type, task_index = task.get("type"), task.get("index")
-  if task_type not in cluster:
-    fail(f"task type {task_type!r} is not a job of its cluster "
-         f"({', '.join(map(repr, cluster))})")
-  if "index" not in task:
-    fail("task has no 'index' (this process's position in its job's list)")
-  if isinstance(task_index, bool) or not isinstance(task_index, int):
-    fail(f"task index must be an integer; got {task_index!r}")
-  count = len(cluster[task_type])
-  if not 0 <= task_index < count:
-    fail(f"task index {task_index} is out of range: job {task_type!r} has "
-         f"{count} address(es), indices 0-{count - 1}")
-  return cluster, task_type, task_index
-
-
 def _bound_cluster_start_up(cluster, timeout_seconds: float):
   """Makes the strategy's start-up fail after `timeout_seconds`.
 
   MultiWorkerMirroredStrategy configures the same coordination service
   unless one is configured already, but without a deadline: the leader
   (chief, else worker 0) would wait forever for a worker that never comes.
+  A service the caller configured is left alone.
   """
-  runtime = context.context()
-  if runtime.coordination_service is not None:
-    return  # Configured by the caller; theirs wins.
   leader = "chief" if "chief" in cluster else "worker"
-  runtime.configure_coordination_service(
-      service_type="standalone",
-      service_leader=f"/job:{leader}/replica:0/task:0",
-      coordinated_jobs=[
-          coordination_config_pb2.CoordinatedJob(name=job,
-                                                 num_tasks=len(cluster[job]))
-          for job in MULTI_WORKER_JOBS if job in cluster],
-      cluster_register_timeout_in_ms=int(timeout_seconds * 1000))
-  # Without the barrier the leader registers itself and then waits for the
-  # others with no deadline; with it, every task fails after the timeout.
-  runtime.coordination_service.cluster_register_with_barrier = True
+  _compat.configure_coordination_service(
+      f"/job:{leader}/replica:0/task:0",
+      {job: len(cluster[job])
+       for job in cluster_lib.MULTI_WORKER_JOBS if job in cluster},
+      timeout_seconds)
 
 
 def _multi_worker_strategy(timeout_seconds: float):
@@ -200,7 +128,7 @@ def _multi_worker_strategy(timeout_seconds: float):
                     "machine alone.")
     return tf.distribute.MultiWorkerMirroredStrategy(
         communication_options=options)
-  cluster, task_type, task_index = parse_tf_config(text)
+  cluster, task_type, task_index = cluster_lib.parse_tf_config(text)
   _bound_cluster_start_up(cluster, timeout_seconds)
   try:
     return tf.distribute.MultiWorkerMirroredStrategy(
@@ -267,12 +195,13 @@ def num_workers(strategy: tf.distribute.Strategy) -> int:
   if task_type is None:
     return 1
   spec = strategy.cluster_resolver.cluster_spec().as_dict()
-  return sum(len(spec.get(job, ())) for job in MULTI_WORKER_JOBS)
+  return sum(len(spec.get(job, ())) for job in cluster_lib.MULTI_WORKER_JOBS)
 
 
-def _distributed_value(variable):
-  # Keras 3 variables hold the (distributed) tf.Variable in `.value`; a
-  # tf.Variable's own `.value` is a method.
+def distributed_value(variable):
+  """The (distributed) tf.Variable behind a Keras 3 or TF variable."""
+  # Keras 3 variables hold it in `.value`; a tf.Variable's own `.value` is a
+  # method.
   value = getattr(variable, "value", variable)
   return variable if callable(value) else value
 
@@ -307,6 +236,32 @@ def check_workers_agree(strategy: tf.distribute.Strategy, value: float,
                      f"replica).")
 
 
+def checkpoint_to_resume(workdir: str, strategy: tf.distribute.Strategy
+                         ) -> Optional[str]:
+  """The checkpoint of `workdir` that every worker resumes from, if any.
+
+  The latest one; with several workers, the one the chief, which saves and
+  recovers the run's checkpoints, sees as latest, read by every worker from
+  the workdir (the others only save to temporary directories, see
+  `worker_directory`). A collective then: every worker calls it.
+  """
+  latest = rundir.latest_checkpoint(workdir)
+  if num_workers(strategy) < 2:
+    return latest
+  chief_step = int(chief_value(
+      strategy, rundir.recovery.checkpoint_step(latest) if latest else -1))
+  if chief_step < 0:
+    return None
+  latest = os.path.join(rundir.checkpoint_directory(workdir),
+                        f"ckpt-{chief_step}")
+  if not tf.io.gfile.exists(latest + ".index"):
+    raise ValueError(
+        f"The chief resumes from {latest}, which this worker cannot read: "
+        f"with several workers the workdir must be on a file system they "
+        f"all read (e.g. GCS, NFS).")
+  return latest
+
+
 def broadcast_from_chief(strategy: tf.distribute.Strategy, variables
                          ) -> float:
   """Sets `variables` on every worker to the chief's values.
@@ -318,7 +273,7 @@ def broadcast_from_chief(strategy: tf.distribute.Strategy, variables
   """
   if num_workers(strategy) < 2 or not variables:
     return 0.0
-  values = [_distributed_value(v) for v in variables]
+  values = [distributed_value(v) for v in variables]
 
   def replica_fn():
     replica_context = tf.distribute.get_replica_context()
@@ -352,8 +307,23 @@ def variables_digest(strategy: tf.distribute.Strategy, variables) -> str:
   digest = hashlib.sha256()
   for variable in variables:
     value = strategy.experimental_local_results(
-        _distributed_value(variable))[0]
+        distributed_value(variable))[0]
     array = np.ascontiguousarray(value.numpy())
     digest.update(f"{array.dtype}{array.shape}".encode())
     digest.update(array.tobytes())
   return digest.hexdigest()
+
+
+def replica_max_abs_difference(strategy: tf.distribute.Strategy,
+                               variables) -> float:
+  """Largest |difference| between replicas' copies of `variables` (0: same)."""
+  worst = 0.0
+  for variable in variables:
+    copies = strategy.experimental_local_results(distributed_value(variable))
+    if len(copies) < 2:
+      continue
+    first = np.asarray(copies[0].numpy(), np.float64)
+    for copy in copies[1:]:
+      difference = np.abs(np.asarray(copy.numpy(), np.float64) - first)
+      worst = max(worst, float(np.max(difference, initial=0.0)))
+  return worst

@@ -25,6 +25,8 @@ authors' update of the same model step for step.
 import keras
 import tensorflow as tf
 
+from tfglv import _compat
+
 
 @keras.saving.register_keras_serializable(package="tfglv")
 class WarmupExponentialDecay(keras.optimizers.schedules.LearningRateSchedule):
@@ -70,10 +72,12 @@ def learning_rate_schedule(train_config) -> WarmupExponentialDecay:
                                 train_config.lr_decay)
 
 
+@_compat.skip_keras_gradient_all_reduce
+@_compat.skip_keras_weight_decay
 class ReducedGradientAdamW(keras.optimizers.AdamW):
   """Keras AdamW, handed gradients already summed over replicas, fused.
 
-  Two changes to `keras.optimizers.AdamW`, neither to its math or state:
+  Three changes to `keras.optimizers.AdamW`, none to its state:
 
   * The trainer all-reduces the gradients itself, before it measures their
     norm, clips them and decides whether the step is finite; Keras's
@@ -101,12 +105,6 @@ class ReducedGradientAdamW(keras.optimizers.AdamW):
     config["nats_per_loss_unit"] = self.nats_per_loss_unit
     return config
 
-  def _all_reduce_sum_gradients(self, grads_and_vars):
-    return list(grads_and_vars)
-
-  def _apply_weight_decay(self, variables):
-    del variables  # Folded into update_step.
-
   def update_step(self, gradient, variable, learning_rate):
     dtype = variable.dtype
     if isinstance(variable, keras.Variable):
@@ -115,9 +113,7 @@ class ReducedGradientAdamW(keras.optimizers.AdamW):
     if self.weight_decay:
       variable.assign_sub(
           variable * (tf.cast(self.weight_decay, dtype) * learning_rate))
-    index = self._get_variable_index(variable)
-    momentum = self._momentums[index].value
-    velocity = self._velocities[index].value
+    momentum, velocity = _compat.adam_slots(self, variable)
     step = tf.cast(self.iterations + 1, dtype)
     beta2_power = tf.pow(tf.cast(self.beta_2, dtype), step)
     # The kernel adds epsilon to the uncorrected sqrt(v); this puts the
@@ -125,7 +121,8 @@ class ReducedGradientAdamW(keras.optimizers.AdamW):
     epsilon = (tf.cast(self.epsilon / self.nats_per_loss_unit, dtype) *
                tf.sqrt(1.0 - beta2_power))
     tf.raw_ops.ResourceApplyAdam(
-        var=variable.handle, m=momentum.handle, v=velocity.handle,
+        var=variable.handle, m=momentum.value.handle,
+        v=velocity.value.handle,
         beta1_power=tf.pow(tf.cast(self.beta_1, dtype), step),
         beta2_power=beta2_power,
         lr=learning_rate, beta1=tf.cast(self.beta_1, dtype),

@@ -204,3 +204,19 @@ class EvalStep:
                 for key in EVAL_SUMS}
       batch_index += 1
     return totals
+
+
+def average_losses(totals: Dict[str, tf.Tensor]) -> Dict[str, float]:
+  """`EvalStep.evaluate`'s sums as means over images, in bits/dim.
+
+  "bpd" (the k-sample negative ELBO), "iw_bpd", "nll", "kl", and
+  "num_images"; ValueError if there were no images.
+  """
+  count = float(totals["count"].numpy())
+  if count == 0:
+    raise ValueError("The test split produced no images to evaluate.")
+  return {"bpd": float(totals["loss"].numpy()) / count,
+          "iw_bpd": float(totals["iw_loss"].numpy()) / count,
+          "nll": float(totals["nll"].numpy()) / count,
+          "kl": float(totals["kl"].numpy()) / count,
+          "num_images": count}

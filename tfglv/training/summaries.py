@@ -1,12 +1,13 @@
-"""TensorBoard summaries, the console progress display and sample grids.
+"""TensorBoard summaries and the console progress display of training.
 
 Scalars go to `<workdir>/train` and `<workdir>/eval` under the same tags
 ("loss", "bpd", ...), so TensorBoard overlays the two runs:
 
     tensorboard --logdir <workdir>
+
+`training.reporter.Reporter` decides what is written when.
 """
 
-import math
 import os
 import sys
 import time
@@ -17,9 +18,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfglv.evaluation import grids
-
-SAMPLE_TEMPERATURES = (0.7, 1.0)
+# The scalars of a training log interval, in the order log lines show them.
+TRAIN_SCALARS = ("loss", "bpd", "kl", "nll", "learning_rate", "gradient_norm",
+                 "skipped_steps", "images_per_second")
 
 
 class SummaryWriters:
@@ -58,30 +59,6 @@ class SummaryWriters:
       writer.close()
 
 
-def grid_shape(count: int):
-  """(rows, cols) of a near-square grid of `count` cells."""
-  cols = int(math.ceil(math.sqrt(count)))
-  return int(math.ceil(count / cols)), cols
-
-
-def sample_grid(images) -> np.ndarray:
-  """uint8 [N, H, W, C] -> one uint8 grid image."""
-  images = np.asarray(images)
-  rows, cols = grid_shape(len(images))
-  return grids.image_grid(images, rows, cols)
-
-
-def rows_grid(rows_of_images) -> np.ndarray:
-  """Stacks equal-length rows of uint8 images [N, H, W, C] into one grid."""
-  images = np.concatenate([np.asarray(r) for r in rows_of_images])
-  return grids.image_grid(images, len(rows_of_images),
-                          len(rows_of_images[0]))
-
-
-def save_png(path: str, image: np.ndarray):
-  grids.save_png(path, image)
-
-
 def _format(name: str, value: float) -> str:
   if name in ("learning_rate",):
     return f"{name} {value:.2e}"
@@ -103,9 +80,7 @@ class Progress:
     self._bar = None
     if interactive:
       self._bar = keras.utils.Progbar(
-          num_steps, stateful_metrics=("loss", "bpd", "kl", "nll",
-                                       "learning_rate", "gradient_norm",
-                                       "skipped_steps", "images_per_second"),
+          num_steps, stateful_metrics=TRAIN_SCALARS,
           unit_name="step", interval=0)  # Updated every log_every anyway.
       self._bar.update(initial_step)
 

@@ -1,0 +1,37 @@
+"""Shared by the evaluation tests: the tiny run they evaluate, and PNG grids.
+
+The run is the `tiny` config on the embedded synthetic dataset, trained for
+3 steps by the real trainer (tests/evaluation/conftest.py trains it once
+per pytest process).
+"""
+
+import numpy as np
+import tensorflow as tf
+
+import tfglv
+
+SIZE = 16  # tiny's image_size
+PAD = 2  # grids.image_grid's default padding
+
+
+def tiny_config():
+  return tfglv.configs.override(tfglv.configs.get("tiny"), {
+      "data.synthetic_size": "512",  # test split: 64 images
+      "train.batch_size": "16", "train.num_steps": "3",
+      "train.log_every": "1", "train.checkpoint_every": "3",
+      "train.eval_every": "3", "train.eval_batches": "1",
+      "train.sample_every": "3", "train.init_batch_size": "64",
+      "train.strategy": "one_device"})
+
+
+def png(path: str) -> np.ndarray:
+  """The uint8 [h, w, C] pixels of a PNG file."""
+  return tf.io.decode_png(tf.io.read_file(path)).numpy()
+
+
+def cell(grid: np.ndarray, row: int, column: int, size: int = SIZE
+         ) -> np.ndarray:
+  """The image in cell (row, column) of a grid of size x size images."""
+  top = PAD + row * (size + PAD)
+  left = PAD + column * (size + PAD)
+  return grid[top:top + size, left:left + size]

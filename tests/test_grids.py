@@ -1,0 +1,81 @@
+"""Tests of tfglv.grids: image grids and PNGs."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfglv import grids
+
+
+@pytest.mark.parametrize("count, shape", [
+    (1, (1, 1)), (2, (1, 2)), (3, (2, 2)), (8, (3, 3)), (16, (4, 4)),
+    (17, (4, 5))])
+def test_grid_shape_is_near_square(count, shape):
+  assert grids.grid_shape(count) == shape
+
+
+def test_square_grid_places_images_row_major():
+  images = np.arange(5, dtype=np.uint8).reshape(5, 1, 1, 1) * 10
+  grid = grids.square_grid(images)
+  # 5 images: 2 rows of 3 cells, 1-pixel images, 2-pixel padding.
+  assert grid.shape == (2 * 1 + 3 * 2, 3 * 1 + 4 * 2, 1)
+  assert [grid[2, 2, 0], grid[2, 5, 0], grid[2, 8, 0], grid[5, 2, 0],
+          grid[5, 5, 0], grid[5, 8, 0]] == [0, 10, 20, 30, 40, 255]
+
+
+def test_rows_grid_stacks_rows():
+  rows = [np.full((4, 2, 2, 3), value, np.uint8) for value in (1, 2, 3)]
+  grid = grids.rows_grid(rows)
+  assert grid.shape == (3 * 2 + 4 * 2, 4 * 2 + 5 * 2, 3)
+  assert [grid[2 + 4 * row, 2, 0] for row in range(3)] == [1, 2, 3]
+  with pytest.raises(ValueError, match="do not fit a 2 x 4 grid"):
+    grids.rows_grid([rows[0], np.concatenate(rows[1:])])
+
+
+def test_image_grid_shape_and_placement():
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 200, (5, 4, 3, 1), dtype=np.uint8)
+  grid = grids.image_grid(images, rows=2, cols=3, padding=2, pad_value=255)
+  assert grid.shape == (2 * 4 + 3 * 2, 3 * 3 + 4 * 2, 1)
+  assert grid.dtype == np.uint8
+  mask = np.ones(grid.shape[:2], bool)
+  for index in range(5):
+    top, left = 2 + (index // 3) * 6, 2 + (index % 3) * 5
+    np.testing.assert_array_equal(grid[top:top + 4, left:left + 3],
+                                  images[index])
+    mask[top:top + 4, left:left + 3] = False
+  # Padding and the sixth (empty) cell hold pad_value only.
+  assert np.all(grid[mask] == 255)
+
+
+def test_image_grid_without_padding_is_a_block_reshape():
+  images = np.random.default_rng(1).integers(0, 256, (6, 5, 4, 3),
+                                             dtype=np.uint8)
+  grid = grids.image_grid(images, rows=2, cols=3, padding=0)
+  expected = images.reshape(2, 3, 5, 4, 3).transpose(0, 2, 1, 3, 4).reshape(
+      10, 12, 3)
+  np.testing.assert_array_equal(grid, expected)
+
+
+def test_image_grid_validates():
+  images = np.zeros((7, 2, 2, 3), np.uint8)
+  with pytest.raises(ValueError, match="do not fit"):
+    grids.image_grid(images, rows=2, cols=3)
+  with pytest.raises(ValueError, match="uint8"):
+    grids.image_grid(images.astype(np.float32), rows=3, cols=3)
+  with pytest.raises(ValueError, match="pad_value"):
+    grids.image_grid(images, rows=3, cols=3, pad_value=256)
+
+
+def test_save_png_round_trips_and_makes_directories(tmp_path):
+  grid = grids.image_grid(
+      np.random.default_rng(2).integers(0, 256, (4, 3, 3, 1), np.uint8),
+      rows=2, cols=2)
+  path = os.path.join(str(tmp_path), "nested", "dir", "grid.png")
+  grids.save_png(path, grid)
+  decoded = tf.io.decode_png(tf.io.read_file(path), channels=0).numpy()
+  np.testing.assert_array_equal(decoded, grid)
+  with pytest.raises(ValueError, match="C in"):
+    grids.save_png(path, np.zeros((2, 2, 2), np.uint8))

@@ -1,0 +1,94 @@
+"""Image grids: samples, reconstructions, switches, 2-D interpolations.
+
+Training (its sample and reconstruction PNGs) and evaluation (the paper's
+Figs 4-5) tile images the same way, so the grids live here, below both;
+this module imports nothing from tfglv.
+
+`image_grid` tiles N images row-major into a rows x cols grid with
+`padding` pixels of `pad_value` between the cells and around the border:
+
+    height = rows * H + (rows + 1) * padding
+    width  = cols * W + (cols + 1) * padding
+
+Cells after the N-th stay filled with `pad_value`. `square_grid` picks a
+near-square shape (cols = ceil(sqrt(N))); `rows_grid` stacks equal-length
+rows, e.g. originals over their reconstructions.
+"""
+
+import math
+import os
+from typing import Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+PNG_CHANNELS = (1, 3, 4)
+
+
+def image_grid(images, rows: int, cols: int, padding: int = 2,
+               pad_value: int = 255) -> np.ndarray:
+  """Tiles uint8 `images` [N, H, W, C] into one uint8 image [h, w, C].
+
+  Image i lands in row i // cols, column i % cols; N may be smaller than
+  rows * cols but not larger.
+  """
+  images = np.asarray(images)
+  if images.ndim != 4 or images.dtype != np.uint8:
+    raise ValueError(f"images must be uint8 [N, H, W, C]; got dtype "
+                     f"{images.dtype} and shape {images.shape}.")
+  if rows < 1 or cols < 1:
+    raise ValueError(f"rows and cols must be >= 1; got rows={rows}, "
+                     f"cols={cols}.")
+  num_images, height, width, channels = images.shape
+  if num_images > rows * cols:
+    raise ValueError(f"{num_images} images do not fit a {rows} x {cols} "
+                     f"grid ({rows * cols} cells).")
+  if padding < 0:
+    raise ValueError(f"padding must be >= 0; got {padding}.")
+  if not 0 <= pad_value <= 255:
+    raise ValueError(f"pad_value must be in [0, 255]; got {pad_value}.")
+  grid = np.full((rows * height + (rows + 1) * padding,
+                  cols * width + (cols + 1) * padding, channels),
+                 pad_value, dtype=np.uint8)
+  for index in range(num_images):
+    top = padding + (index // cols) * (height + padding)
+    left = padding + (index % cols) * (width + padding)
+    grid[top:top + height, left:left + width] = images[index]
+  return grid
+
+
+def grid_shape(count: int) -> Tuple[int, int]:
+  """(rows, cols) of a near-square grid of `count` cells."""
+  cols = int(math.ceil(math.sqrt(count)))
+  return int(math.ceil(count / cols)), cols
+
+
+def square_grid(images) -> np.ndarray:
+  """uint8 [N, H, W, C] -> one near-square uint8 grid image."""
+  images = np.asarray(images)
+  rows, cols = grid_shape(len(images))
+  return image_grid(images, rows, cols)
+
+
+def rows_grid(rows_of_images: Sequence) -> np.ndarray:
+  """Stacks equal-length rows of uint8 images [N, H, W, C] into one grid."""
+  images = np.concatenate([np.asarray(r) for r in rows_of_images])
+  return image_grid(images, len(rows_of_images), len(rows_of_images[0]))
+
+
+def save_png(path: str, image) -> None:
+  """Writes uint8 `image` [h, w, C] (C in 1, 3, 4) as a PNG; makes parents.
+
+  Goes through tf.io.gfile, so `path` may also be a GCS/HDFS URL.
+  """
+  image = np.asarray(image)
+  if (image.ndim != 3 or image.dtype != np.uint8
+      or image.shape[-1] not in PNG_CHANNELS):
+    raise ValueError(f"image must be uint8 [h, w, C] with C in "
+                     f"{PNG_CHANNELS}; got dtype {image.dtype} and shape "
+                     f"{image.shape}.")
+  directory = os.path.dirname(path)
+  if directory:
+    tf.io.gfile.makedirs(directory)
+  with tf.io.gfile.GFile(path, "wb") as png_file:
+    png_file.write(tf.io.encode_png(image).numpy())
