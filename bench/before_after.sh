@@ -10,13 +10,14 @@
 # exports it, which checks that the checkout reads that version's runs.
 # Then: every evaluation task but fid, an export with TF Lite float32, and
 # every signature called on fixed inputs (OUT/signatures.npz).
+# $TRAIN_ARGS adds flags to the training command, e.g. TRAIN_ARGS=--model=glow.
 set -e
 CHECKOUT=$(cd "$1" && pwd); OUT=$(mkdir -p "$2" && cd "$2" && pwd); RUN=${3:-}
 cd "$CHECKOUT"
 if [ -z "$RUN" ]; then
   python -m train.main --config=tiny --workdir="$OUT/run" --num_steps=40 \
       --set train.checkpoint_every=20 --set train.eval_every=20 \
-      --set train.sample_every=40 --set train.log_every=10 \
+      --set train.sample_every=40 --set train.log_every=10 ${TRAIN_ARGS:-} \
       > "$OUT/train.stdout" 2> "$OUT/train.stderr"
 else
   rm -rf "$OUT/run"; cp -r "$RUN" "$OUT/run"

@@ -72,10 +72,11 @@ def load_model(scratch: str):
 
 def images_for(config, count: int, split: str = "test"):
   images = (cifar_subset.load(split, count)
-            if config.image_shape == (32, 32, 3) else None)
+            if config.model.image_shape == (32, 32, 3) else None)
   if images is not None:
     return images
-  return synthetic.generate(count, config.image_size, config.channels,
+  return synthetic.generate(count, config.model.image_size,
+                            config.model.channels,
                             seed=3)["image"]
 
 
@@ -141,8 +142,8 @@ def main(argv):
                  f"{lite * 1e3 / batch:.3f}"))
   source = FLAGS.workdir or f"demo {FLAGS.size} run"
   harness.print_table(
-      f"Decode latency, {config.name} {config.model} "
-      f"{'x'.join(map(str, config.image_shape))} ({source}); median of "
+      f"Decode latency, {config.name} {config.model.variant} "
+      f"{'x'.join(map(str, config.model.image_shape))} ({source}); median of "
       f"{FLAGS.rounds} rounds x {FLAGS.calls_per_round} calls; TF Lite "
       f"threads {FLAGS.tflite_threads}; {harness.load_average()}",
       ("batch", "SavedModel ms", "TF Lite ms", "ratio SM/TFLite",

@@ -46,7 +46,8 @@ def hidden_width(size: str) -> int:
   overrides = SIZES[size]["overrides"]
   if "decoder.hidden_channels" in overrides:
     return int(overrides["decoder.hidden_channels"].strip("[]").split(",")[-1])
-  return tfglv.configs.get(SIZES[size]["name"]).decoder.hidden_channels[-1]
+  config = tfglv.configs.get(SIZES[size]["name"])
+  return config.model.decoder.hidden_channels[-1]
 
 
 def load_images(count: int, image_size: int = 32, seed: int = 0):
@@ -70,8 +71,8 @@ def build_tfglv(size: str, variant: str, parameterization: str = "full",
   overrides["decoder.compute_dtype"] = compute_dtype
   overrides["decoder.conv1x1"] = parameterization
   config = tfglv.configs.override(
-      tfglv.configs.get(spec["name"], model=variant), overrides)
-  model = tfglv.build_model(config)
+      tfglv.configs.get(spec["name"], variant=variant), overrides)
+  model = tfglv.build_model(config.model)
   if init_images is not None:
     model.initialize(init_images)
   return model

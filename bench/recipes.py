@@ -90,7 +90,7 @@ def run_one(name: str, workdir: str) -> dict:
   import tfglv  # pylint: disable=g-import-not-at-top
   import tfglv.training  # pylint: disable=g-import-not-at-top
 
-  config = tfglv.configs.get(name, model=FLAGS.model)
+  config = tfglv.configs.get(name, variant=FLAGS.model)
   batch = _batch_sizes()[name]
   data = ({"data.dataset": "npz", "data.path": FLAGS.npz}
           if name == "cifar10" and FLAGS.npz else
@@ -107,7 +107,7 @@ def run_one(name: str, workdir: str) -> dict:
   cpu_start = time.process_time()
   summary = tfglv.training.train_and_evaluate(config, workdir)
   history = summary["train_history"]
-  row = {"config": name, "model": config.model, "batch": batch,
+  row = {"config": name, "model": config.model.variant, "batch": batch,
          "data": config.data.dataset, "steps": summary["step"],
          "parameters": summary["num_parameters"], **curve_summary(history)}
   images = batch * (len(history) - 1)

@@ -78,7 +78,7 @@ def bench_config(model: str) -> configs.Config:
   for assignment in FLAGS.set:
     field, _, value = assignment.partition("=")
     values[field] = value
-  return configs.override(configs.get("tiny", model=model), values)
+  return configs.override(configs.get("tiny", variant=model), values)
 
 
 def format_table(rows) -> str:

@@ -18,8 +18,10 @@ CIFAR = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
 
 
 def _images(config, n=8, seed=0):
+  """Random uint8 images for a Config or a ModelConfig."""
+  shape = getattr(config, "model", config).image_shape
   rng = np.random.RandomState(seed)
-  return tf.constant(rng.randint(0, 256, (n, *config.image_shape)), tf.uint8)
+  return tf.constant(rng.randint(0, 256, (n, *shape)), tf.uint8)
 
 
 def _perturbed_model(model_name, stddev=0.03, cached=False):
@@ -34,29 +36,29 @@ def _perturbed_model(model_name, stddev=0.03, cached=False):
 
 def _expected_trainable_variables(config):
   """Counted from the architecture of DESIGN sections 2-4, independently."""
-  conditional = config.model == "glvae"
+  conditional = config.model.variant == "glvae"
   # conv_in, conv_hidden, weight-normalised conv_out (direction, length,
   # bias), and Dense(z) (kernel, bias) when conditional.
   coupling = 5 + (2 if conditional else 0)
   step = 2 * 2 + 1 + 4 * coupling
   prior_block = 1 + coupling + 2
   count = 0
-  for level in config.decoder.num_steps:
+  for level in config.model.decoder.num_steps:
     blocks = level if isinstance(level, list) else [level]
     count += sum(blocks) * step
     if isinstance(level, list):
       count += len(blocks) * prior_block
-  if config.model == "glow":
+  if config.model.variant == "glow":
     return count
-  count += config.prior.num_steps * (2 * 2 + 1 + 4 * 7)
-  in_channels = config.channels
-  for width in config.encoder.channels:
+  count += config.model.prior.num_steps * (2 * 2 + 1 + 4 * 7)
+  in_channels = config.model.channels
+  for width in config.model.encoder.channels:
     count += 6 + (3 if in_channels != width else 0)  # stride-1 block
     count += 6 + 3  # stride-2 block always has a shortcut
     in_channels = width
   count += 2 + 3  # top 1x1 conv, weight-normalised head
-  if config.model == "glvae_prior_only":
-    count += 2 * (len(config.decoder.num_steps) - 1)
+  if config.model.variant == "glvae_prior_only":
+    count += 2 * (len(config.model.decoder.num_steps) - 1)
   return count
 
 
@@ -123,11 +125,11 @@ def test_glow_likelihood_matches_tfp_transformed_distribution():
   x = model._to_flow_range(model._bins(images), 0.5)
   distribution = tfp.distributions.TransformedDistribution(
       tfp.distributions.Independent(
-          tfp.distributions.Normal(tf.zeros(config.image_shape), 1.0), 3),
+          tfp.distributions.Normal(tf.zeros(config.model.image_shape), 1.0), 3),
       tfp.bijectors.Invert(model.decoder_bijector))
   log_prob = distribution.log_prob(x)
   # bits/dim of the bin-centre point with the n_bits Jacobian.
-  dims = np.prod(config.image_shape)
+  dims = np.prod(config.model.image_shape)
   expected = (-log_prob + dims * math.log(128.0)) / (dims * math.log(2.0))
   v, ldj = model.decoder_bijector.forward_and_log_det(tf.identity(x))
   ours = (-(tfglv.prior.standard_normal_log_prob(v) + ldj) +
@@ -308,7 +310,7 @@ def test_lu_decoder_round_trip_and_variable_count():
   model = tfglv.build_model(config)
   full = tfglv.build_model(tfglv.configs.get("tiny"))
   # Each LU 1x1 conv trains lower, upper and log_s instead of one kernel.
-  num_convs = len(model.conv1x1_layers) - config.prior.num_steps
+  num_convs = len(model.conv1x1_layers) - config.model.prior.num_steps
   assert (len(model.trainable_variables) ==
           len(full.trainable_variables) + 2 * num_convs)
   images = _images(config)

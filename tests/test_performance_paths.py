@@ -24,7 +24,8 @@ import tfglv
 
 def _images(config, n, seed=0):
   rng = np.random.RandomState(seed)
-  return tf.constant(rng.randint(0, 256, (n, *config.image_shape)), tf.uint8)
+  return tf.constant(rng.randint(0, 256, (n, *config.model.image_shape)),
+                     tf.uint8)
 
 
 def _model(compute_dtype="float32", conv1x1="full", model="glvae"):

@@ -40,10 +40,11 @@ def test_dequantization_log_det():
 @pytest.mark.parametrize("bad,message", [
     (np.zeros((2, 16, 16, 3), np.float32), "must be uint8"),
     (np.zeros((16, 16, 3), np.uint8), "rank 4"),
-    (np.zeros((2, 32, 32, 3), np.uint8), r"shape \[N, 16, 16, 3\] for config "
-     "'tiny'"),
+    (np.zeros((2, 32, 32, 3), np.uint8),
+     r"shape \[N, 16, 16, 3\] for this model "
+     r"\(model.image_size 16, model.channels 3\)"),
     (np.zeros((0, 16, 16, 3), np.uint8), "at least one image"),
 ])
 def test_check_images_names_the_expected_shape(bad, message):
   with pytest.raises(ValueError, match=message):
-    quantization.check_images(bad, (16, 16, 3), "tiny")
+    quantization.check_images(bad, (16, 16, 3))

@@ -2,8 +2,8 @@
 Generative Flows (Ma et al., ICLR 2021) in TensorFlow, TFP and Keras 3.
 
     import tfglv
-    config = tfglv.configs.get("cifar10", model="glvae")
-    model = tfglv.build_model(config)
+    config = tfglv.configs.get("cifar10", variant="glvae")
+    model = tfglv.build_model(config.model)
 """
 
 import warnings as _warnings
@@ -17,4 +17,4 @@ from tfglv import flows
 from tfglv.model import Encoding, GLVAE, build_model
 
 __all__ = ["configs", "flows", "GLVAE", "build_model"]
-__version__ = "0.2.0"
+__version__ = "0.3.0"

@@ -4,7 +4,8 @@
     p(z):   a small flow prior
     v = f(x; z): the conditional refined Glow (multi-scale), v ~ N(0, I)
 
-Three variants (DESIGN section 8), one class:
+Three variants (DESIGN section 8), one class; what differs between them is
+the global code (`tfglv.global_code`):
   * "glvae": the paper's model; z enters every coupling.
   * "glow": the refined Glow alone (no encoder, no z); exact likelihood.
   * "glvae_prior_only": the flow is unconditional; z only sets the mean and
@@ -27,11 +28,9 @@ import tensorflow as tf
 
 from tfglv import _compat
 from tfglv import configs
-from tfglv import encoder as encoder_lib
-from tfglv import latent_gaussian
+from tfglv import global_code
 from tfglv import latents
 from tfglv import objective
-from tfglv import prior as prior_lib
 from tfglv import quantization
 from tfglv.flows import actnorm
 from tfglv.flows import base
@@ -50,7 +49,7 @@ class GLVAE(keras.Model):
 
   Example:
     config = tfglv.configs.get("tiny")
-    model = tfglv.build_model(config)
+    model = tfglv.build_model(config.model)
     model.initialize(images)          # ActNorm data-dependent init, once
     z, _, v = model.encode(images)    # z [N, d_z], v [N, H, W, C]
     assert (model.decode(z, v) == images).all()
@@ -61,37 +60,30 @@ class GLVAE(keras.Model):
   The exported signatures and the evaluation figures call these methods.
   """
 
-  def __init__(self, config: configs.Config, **kwargs):
-    kwargs.setdefault("name", f"tfglv_{config.model}")
+  def __init__(self, config: configs.ModelConfig, **kwargs):
+    if isinstance(config, configs.Config):  # A whole run's config.
+      config = config.model
+    kwargs.setdefault("name", f"tfglv_{config.variant}")
     super().__init__(**kwargs)
-    configs.validate(config)
-    self.config = config
+    self.config = configs.validate_model(config)
+    self.variant = config.variant
+    # Not a layer: the variant's math around the layers assigned below.
+    self.global_code = global_code.make(config)
+    self.latent_dim = self.global_code.latent_dim
+    # Attribute order is the checkpoint's and the trainable variables'.
+    self.encoder = self.global_code.encoder
+    self.prior = self.global_code.prior
     decoder = config.decoder
-    self.variant = config.model
-    self.latent_dim = 0 if config.model == "glow" else config.latent_dim
-    net_dtype = ("mixed_bfloat16" if decoder.compute_dtype == "bfloat16"
-                 else None)
-    condition_dim = config.latent_dim if config.model == "glvae" else 0
-    self.encoder = None
-    self.prior = None
-    self.latent_gaussian = None
-    if config.model != "glow":
-      self.encoder = encoder_lib.Encoder(
-          config.image_shape, config.encoder.channels,
-          config.encoder.out_channels, config.latent_dim,
-          final_init_stddev=config.encoder.final_init_stddev, name="encoder")
-      self.prior = prior_lib.PriorFlowLayer(
-          config.latent_dim, config.prior.num_steps,
-          config.prior.hidden_units, name="prior")
     self.decoder = multiscale.MultiScaleFlowLayer(
         config.image_shape, decoder.num_steps, decoder.hidden_channels,
         num_prior_blocks=decoder.num_prior_blocks,
-        condition_dim=condition_dim, transform=decoder.coupling,
-        alpha=decoder.alpha, conv1x1_parameterization=decoder.conv1x1,
-        net_dtype=net_dtype, name="decoder")
-    if config.model == "glvae_prior_only":
-      self.latent_gaussian = latent_gaussian.LatentGaussian(
-          config.latent_dim, self.decoder.piece_shapes, name="latent_gaussian")
+        condition_dim=self.global_code.condition_dim,
+        transform=decoder.coupling, alpha=decoder.alpha,
+        conv1x1_parameterization=decoder.conv1x1,
+        net_dtype=("mixed_bfloat16" if decoder.compute_dtype == "bfloat16"
+                   else None),
+        name="decoder")
+    self.latent_gaussian = self.global_code.attach(self.decoder)
     self.num_dims = int(np.prod(config.image_shape))
     self.num_bins = 2 ** config.n_bits
     self.built = True
@@ -101,7 +93,10 @@ class GLVAE(keras.Model):
 
   @classmethod
   def from_config(cls, config):
-    return cls(configs.from_dict(config["config"]), name=config.get("name"))
+    values = config["config"]
+    if "variant" not in values:  # Saved by 0.2: a whole run's config.
+      values = configs.to_dict(configs.from_dict(values).model)
+    return cls(configs.model_from_dict(values), name=config.get("name"))
 
   # ---------------------------------------------------------------- layout
   @property
@@ -112,12 +107,8 @@ class GLVAE(keras.Model):
   def make_decoder_bijector(self, *, initializing: bool = False,
                             cached: bool = False) -> base.FlowBijector:
     """The decoder x -> v; options as `tfglv.flows.FlowLayer.make_bijector`."""
-    flow = self.decoder.make_bijector(initializing=initializing, cached=cached)
-    if self.latent_gaussian is None:
-      return flow
-    return base.FlowChain(
-        [flow, latent_gaussian.StandardizeLatent(self.latent_gaussian, self.decoder)],
-        name="decoder")
+    return self.global_code.decoder_bijector(
+        self.decoder.make_bijector(initializing=initializing, cached=cached))
 
   def _layers_of(self, kind):
     return [l for l in _compat.sublayers(self) if isinstance(l, kind)]
@@ -132,8 +123,7 @@ class GLVAE(keras.Model):
 
   # ---------------------------------------- data maps (tfglv.quantization)
   def _check_images(self, images) -> tf.Tensor:
-    return quantization.check_images(images, self.config.image_shape,
-                                     self.config.name)
+    return quantization.check_images(images, self.config.image_shape)
 
   def _bins(self, images):
     return quantization.bins(images, self.config.n_bits)
@@ -194,37 +184,11 @@ class GLVAE(keras.Model):
 
     `initializing`: the flows' ActNorms initialise on this pass.
     """
-    options = dict(initializing=initializing, cached=self._inference_cache)
-    batch = tf.shape(x)[0]
-    if self.variant == "glow":
-      v, log_det = self.make_decoder_bijector(**options).forward_and_log_det(x)
-      nll = -(prior_lib.standard_normal_log_prob(v) + log_det)
-      return nll[None], tf.zeros_like(nll)[None]
-    mean, log_variance = self.encoder(x, training=training,
-                                      cached=self._inference_cache)
-    epsilon = tf.random.stateless_normal(
-        tf.stack([num_samples, batch, self.latent_dim]), seed)
-    z = mean[None] + tf.exp(0.5 * log_variance)[None] * epsilon
-    log_q = -0.5 * tf.reduce_sum(
-        log_variance[None] + tf.square(epsilon) + math.log(2 * math.pi),
-        axis=-1)
-    z_flat = tf.reshape(z, [-1, self.latent_dim])
-    log_p_z = tf.reshape(self.prior.log_prob(z_flat, **options),
-                         [num_samples, batch])
-    flow = self.decoder.make_bijector(**options)
-    if self.variant == "glvae":
-      x_tiled = tf.tile(x, [num_samples, 1, 1, 1]) if num_samples > 1 else x
-      v, log_det = flow.forward_and_log_det(x_tiled, z=z_flat)
-      log_px = prior_lib.standard_normal_log_prob(v) + log_det
-    else:  # prior-only: the flow does not see z; run it once.
-      v, log_det = flow.forward_and_log_det(x)
-      standardize = latent_gaussian.StandardizeLatent(self.latent_gaussian, self.decoder)
-      v_tiled = tf.tile(v, [num_samples, 1, 1, 1]) if num_samples > 1 else v
-      v_std, log_det_std = standardize.forward_and_log_det(v_tiled, z=z_flat)
-      log_px = (prior_lib.standard_normal_log_prob(v_std) + log_det_std +
-                tf.tile(log_det, [num_samples]))
-    nll = -tf.reshape(log_px, [num_samples, batch])
-    return nll, log_q - log_p_z
+    return self.global_code.nll_and_kl(
+        self.decoder.make_bijector(initializing=initializing,
+                                   cached=self._inference_cache),
+        x, seed, training, num_samples,
+        dict(initializing=initializing, cached=self._inference_cache))
 
   def bits_per_dim(self, images, num_samples: int = 5, seed=0) -> tf.Tensor:
     """Per-image k-sample negative ELBO in bits/dim ([N])."""
@@ -242,10 +206,8 @@ class GLVAE(keras.Model):
     """(mean, log_variance) of q(z|x) at the bin centres; [N, d_z] each."""
     images = self._check_images(images)
     x = self._to_flow_range(self._bins(images), 0.5)
-    if self.encoder is None:
-      empty = tf.zeros(tf.stack([tf.shape(images)[0], 0]))
-      return empty, empty
-    return self.encoder(x, training=training, cached=self._inference_cache)
+    return self.global_code.posterior(x, training=training,
+                                      cached=self._inference_cache)
 
   def encode(self, images) -> Encoding:
     """uint8 images -> Encoding(z, z_log_variance, v).
@@ -256,18 +218,16 @@ class GLVAE(keras.Model):
     images = self._check_images(images)
     x = self._to_flow_range(self._bins(images), 0.5)
     z, z_log_variance = self.posterior(images)
-    condition = {} if self.variant == "glow" else {"z": z}
     decoder = self.make_decoder_bijector(cached=self._inference_cache)
-    v, _ = decoder.forward_and_log_det(x, **condition)
+    v, _ = decoder.forward_and_log_det(x, **self.global_code.condition(z))
     return Encoding(z, z_log_variance, v)
 
   def decode(self, z, v):
     """(z [N, d_z], v [N, H, W, C]) -> uint8 images [N, H, W, C]."""
     z, v = latents.check_latents(z, v, self.config.image_shape,
                                  self.latent_dim)
-    condition = {} if self.variant == "glow" else {"z": z}
     decoder = self.make_decoder_bijector(cached=self._inference_cache)
-    x, _ = decoder.inverse_and_log_det(v, **condition)
+    x, _ = decoder.inverse_and_log_det(v, **self.global_code.condition(z))
     return self.to_images(x)
 
   def latents_from_noise(self, z_noise, v_noise, temperature=1.0):
@@ -277,9 +237,8 @@ class GLVAE(keras.Model):
     itself for "glow"); v = temperature * v_noise.
     """
     latents.check_temperature(temperature)
-    z = tf.convert_to_tensor(z_noise, tf.float32)
-    if self.prior is not None:
-      z = self.prior.make_bijector(cached=self._inference_cache).inverse(z)
+    z = self.global_code.z_from_noise(
+        tf.convert_to_tensor(z_noise, tf.float32), cached=self._inference_cache)
     return z, temperature * tf.convert_to_tensor(v_noise, tf.float32)
 
   def sample_latents(self, num_samples, temperature=1.0, seed=0):
@@ -328,16 +287,14 @@ class GLVAE(keras.Model):
   @property
   def is_initialized(self) -> bool:
     return (all(bool(l.initialized.numpy()) for l in self.actnorm_layers) and
-            (self.encoder is None or self.encoder.head_initialized))
+            self.global_code.initialized)
 
   @property
   def data_initialized_variables(self):
     """The variables `initialize` sets from data (ActNorm, encoder head)."""
-    variables = [w for layer in self.actnorm_layers
-                 for w in (layer.log_scale, layer.bias)]
-    if self.encoder is not None and self.encoder.head.data_dependent:
-      variables += [self.encoder.head.length, self.encoder.head.bias]
-    return variables
+    return [w for layer in self.actnorm_layers
+            for w in (layer.log_scale, layer.bias)
+           ] + self.global_code.data_initialized_variables
 
   def initialize(self, images, seed=0) -> bool:
     """Data-dependent initialisation on one batch, run once: the encoder's
@@ -350,11 +307,8 @@ class GLVAE(keras.Model):
     if self.is_initialized:
       return False
     images = self._check_images(images)
-    if self.encoder is not None:
-      # The encoder's weight-normalised head first: every coupling starts
-      # as the identity, so the ActNorm statistics below do not depend on z.
-      self.encoder.initialize_head(
-          self._to_flow_range(self._bins(images), 0.5))
+    # The global code's layers first (the encoder's weight-normalised head).
+    self.global_code.initialize(self._to_flow_range(self._bins(images), 0.5))
     # Then one pass of the objective (eval mode, one posterior sample) with
     # initialising bijectors: each ActNorm sets itself from its own input.
     x, posterior_seed = self._dequantize(images, seed)
@@ -381,6 +335,7 @@ class GLVAE(keras.Model):
     self._inference_cache = bool(enabled)
 
 
-def build_model(config: configs.Config) -> GLVAE:
-  """Builds the model of `config` with every variable created."""
+def build_model(config: configs.ModelConfig) -> GLVAE:
+  """Builds the model of `config` (a ModelConfig, or a whole Config's
+  `.model`) with every variable created."""
   return GLVAE(config)

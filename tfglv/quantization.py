@@ -20,8 +20,7 @@ from typing import Sequence
 import tensorflow as tf
 
 
-def check_images(images, image_shape: Sequence[int],
-                 config_name: str) -> tf.Tensor:
+def check_images(images, image_shape: Sequence[int]) -> tf.Tensor:
   """`images` as a tensor; ValueError unless uint8 [N >= 1, H, W, C]."""
   images = tf.convert_to_tensor(images)
   if images.dtype != tf.uint8:
@@ -34,8 +33,9 @@ def check_images(images, image_shape: Sequence[int],
   if any(s is not None and s != e
          for s, e in zip(images.shape[1:], expected)):
     raise ValueError(f"images must have shape [N, {expected[0]}, "
-                     f"{expected[1]}, {expected[2]}] for config "
-                     f"{config_name!r}; got {images.shape}.")
+                     f"{expected[1]}, {expected[2]}] for this model "
+                     f"(model.image_size {expected[0]}, model.channels "
+                     f"{expected[2]}); got {images.shape}.")
   if images.shape[0] == 0:
     # Keras convolutions mis-shape an empty batch instead of passing it on.
     raise ValueError("images must hold at least one image (N >= 1); got "

@@ -2,15 +2,17 @@ r"""Trains a tfglv model: `python -m train.main --config=tiny --workdir=DIR`.
 
 Kept short: the logic lives in `tfglv.training`, which is tested. The
 config is the named one, then the shortcut flags (--model, --batch_size,
-...), then `--config.<field>=<value>` flags, then `--set <field>=<value>`;
-later ones win. Examples:
+...), then `--set <field>=<value>` in order; later ones win. Fields are
+dotted paths (`train.batch_size`, `model.decoder.num_steps`); 0.2's names
+(`image_size`, `decoder.num_steps`, `--config.<field>=<value>`) still work.
+Examples:
 
   python -m train.main --config=tiny --workdir=/tmp/tfglv_tiny
   python -m train.main --config=cifar10 --model=glow --workdir=/tmp/glow \
-      --data_dir=~/tensorflow_datasets --config.train.batch_size=64
+      --data_dir=~/tensorflow_datasets --set train.batch_size=64
   python -m train.main --config=tiny --workdir=/tmp/npz --dataset=npz \
-      --data_path=cifar10_subset.npz --set image_size=32 \
-      --set 'encoder.channels=[8, 8, 8]'
+      --data_path=cifar10_subset.npz --set model.image_size=32 \
+      --set 'model.encoder.channels=[8, 8, 8]'
 """
 
 import gc
@@ -36,11 +38,12 @@ flags.DEFINE_integer(
     "replicas on a machine without GPUs); 0 leaves the devices alone.")
 flags.DEFINE_multi_string(
     "set", [], "Override any config field: --set train.batch_size=64 "
-    "(repeatable; lists as JSON, e.g. --set 'encoder.channels=[8,8]').")
+    "(repeatable, in order; lists as JSON, e.g. --set "
+    "'model.encoder.channels=[8,8]'; see tfglv/configs/schema.py).")
 
 # Shortcuts for the most common single fields.
 _SHORTCUTS = {
-    "model": "model",
+    "model": "model.variant",
     "dataset": "data.dataset",
     "data_dir": "data.data_dir",
     "data_path": "data.path",
@@ -78,38 +81,43 @@ flags.DEFINE_float(
     "--strategy=multi_worker: stop with an error if the workers of "
     "TF_CONFIG have not all started and connected within this time.")
 
-# One --config.<field> flag per config field.
-_DEFAULTS = configs.get("cifar10")
-for _name in configs.field_names():
-  _value = _DEFAULTS
-  for _part in _name.split("."):
-    _value = getattr(_value, _part)
-  flags.DEFINE_string(
-      f"config.{_name}", None,
-      f"Override config field {_name} ({type(_value).__name__}; cifar10 "
-      f"default: {_value!r}).")
-
-
 def config_from_flags() -> configs.Config:
-  """The named config with every command-line override applied."""
-  overrides = {}
-  for flag_name, field in _SHORTCUTS.items():
-    if FLAGS[flag_name].value is not None:
-      overrides[field] = str(FLAGS[flag_name].value)
-  for name in configs.field_names():
-    if FLAGS[f"config.{name}"].value is not None:
-      overrides[name] = FLAGS[f"config.{name}"].value
+  """The named config with every command-line override applied.
+
+  One path: the shortcut flags and `--set` become (field, value) pairs for
+  `configs.override`, which resolves 0.2's names and validates.
+  """
+  overrides = [(field, str(FLAGS[flag_name].value))
+               for flag_name, field in _SHORTCUTS.items()
+               if FLAGS[flag_name].value is not None]
   for assignment in FLAGS.set:
     field, separator, value = assignment.partition("=")
     if not separator:
       raise ValueError(f"--set expects <field>=<value>; got {assignment!r}.")
-    overrides[field.strip()] = value.strip()
-  model = overrides.pop("model", "glvae")
-  config = configs.override(configs.get(FLAGS.config, model=model), overrides)
+    overrides.append((field.strip(), value.strip()))
+  config = configs.override(configs.get(FLAGS.config), overrides)
   if config.data.path and "://" not in config.data.path:
     # config.json must name the data wherever later tools run from.
     config.data.path = os.path.abspath(config.data.path)
   return configs.validate(config)
+
+
+def rewrite_config_flags(argv):
+  """0.2's `--config.<field>=<value>` (or `--config.<field> <value>`) as
+  `--set=<field>=<value>`, so old command lines keep working."""
+  rewritten, arguments = [], iter(argv)
+  for argument in arguments:
+    if argument.startswith("--config."):
+      field, separator, value = argument[len("--config."):].partition("=")
+      if not separator:
+        value = next(arguments, "")
+      argument = f"--set={field}={value}"
+    rewritten.append(argument)
+  return rewritten
+
+
+def parse_flags(argv):
+  return app.parse_flags_with_usage(rewrite_config_flags(argv))
 
 
 def main(argv):
@@ -136,4 +144,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

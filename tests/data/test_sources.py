@@ -38,9 +38,9 @@ def test_image_shape_mismatch_names_the_fix(tmp_path):
                   images=np.zeros((20, 16, 16, 3), np.uint8))
   npz = {"data.dataset": "npz", "data.path": rgb}
   assert_value_error(tiny(**npz, channels="1"), "3 channels",
-                     "set channels=3")
+                     "set model.channels=3")
   assert_value_error(tiny(**npz, image_size="32"), "16x16",
-                     "set image_size=16", "center_crop")
+                     "set model.image_size=16", "center_crop")
 
 
 def test_unknown_dataset_and_split():

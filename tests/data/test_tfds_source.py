@@ -122,7 +122,7 @@ def test_tfds_not_prepared_fails_fast_without_download(tmp_path):
   assert_value_error(lsun, "vary in size", "augmentation=center_crop")
   celeba = configs.override(configs.get("cifar10"), {
       "data.data_dir": str(tmp_path), "data.dataset": "celeb_a_hq/256"})
-  assert_value_error(celeba, "256x256", "set image_size=256")
+  assert_value_error(celeba, "256x256", "set model.image_size=256")
 
 
 def test_prepare_tfds_uses_the_manual_archive_offline(tmp_path):

@@ -17,14 +17,14 @@ from tfglv.export_lib import signatures
 @pytest.mark.parametrize("model_name", tfglv.configs.MODEL_VARIANTS)
 def test_grpc_client_dtypes_cover_every_signature_input(model_name):
   config = tfglv.configs.get("tiny", model=model_name)
-  for spec in signatures.signature_specs(config).values():
+  for spec in signatures.signature_specs(config.model).values():
     for key, tensor_spec in spec.inputs.items():
       assert grpc_client.INPUT_DTYPES[key] == tensor_spec.dtype, key
 
 
 def test_request_carries_the_body_with_the_signature_dtypes():
   config = tfglv.configs.get("tiny")
-  inputs = requests_lib.example_inputs(config)["sample"]
+  inputs = requests_lib.example_inputs(config.model)["sample"]
   body = requests_lib.rest_body("sample", inputs)
   request = grpc_client.predict_request(body, "tfglv", version=3)
   assert request.model_spec.name == "tfglv"

@@ -22,7 +22,7 @@ call = export_testlib.call  # a signature of a loaded SavedModel
 
 
 def test_grpc_requests_from_the_rest_bodies_run(run, loaded):
-  specs = signatures.signature_specs(run.config)
+  specs = signatures.signature_specs(run.config.model)
   paths = sorted(glob.glob(os.path.join(run.version_dir, "requests", "*.json")))
   assert len(paths) == len(signatures.SIGNATURE_NAMES)
   for path in paths:
@@ -35,7 +35,7 @@ def test_grpc_requests_from_the_rest_bodies_run(run, loaded):
     assert {k: tf.dtypes.as_dtype(t.dtype) for k, t in request.inputs.items()
             } == {k: s.dtype for k, s in specs[name].inputs.items()}
     inputs = {k: tf.make_ndarray(t) for k, t in request.inputs.items()}
-    from_json = requests_lib.inputs_from_rest_body(body, run.config)
+    from_json = requests_lib.inputs_from_rest_body(body, run.config.model)
     np.testing.assert_equal(inputs, from_json)
     assert set(call(loaded, name, **inputs)) == set(specs[name].outputs)
 

@@ -28,7 +28,8 @@ call = export_testlib.call  # a signature of a loaded SavedModel
 def commands(run, tmp_path_factory):
   """The command-line checks, started together (see Background)."""
   scratch = tmp_path_factory.mktemp("commands")
-  images = requests_lib.example_inputs(run.config, batch_size=3)["encode"][
+  images = requests_lib.example_inputs(
+      run.config.model, batch_size=3)["encode"][
       "images"]
   np.save(scratch / "images.npy", images)
   (scratch / "serve_check.py").write_text(FRESH_PROCESS_SCRIPT)
@@ -75,7 +76,7 @@ def test_saved_model_cli_show_lists_documented_specs(run, commands):
   process = commands["show"].result()
   assert process.returncode == 0, process.stderr[-3000:]
   shown = parse_saved_model_cli_show(process.stdout)
-  specs = signatures.signature_specs(run.config)
+  specs = signatures.signature_specs(run.config.model)
   for name in (*signatures.SIGNATURE_NAMES, "serving_default"):
     spec = specs[signatures.SERVING_DEFAULT if name == "serving_default"
                  else name]
@@ -122,7 +123,7 @@ def test_fresh_process_runs_rest_bodies_with_tensorflow_only(run, commands):
   assert process.returncode == 0, process.stderr[-3000:]
   results = json.loads(process.stdout.strip().splitlines()[-1])
   assert results.pop("round_trip_exact") is True
-  specs = signatures.signature_specs(run.config)
+  specs = signatures.signature_specs(run.config.model)
   assert set(results) == set(signatures.SIGNATURE_NAMES)
   assert results["decode"] == {"images": ["uint8", [1, 32, 32, 3]]}
   assert results["interpolate"] == {"images": ["uint8", [1, 3, 3, 32, 32, 3]]}

@@ -58,7 +58,7 @@ def test_sampling_and_representation_signatures(run, loaded):
       first["images"], call(loaded, "decode", z=z.numpy(),
                             v=v.numpy())["images"])
   # Interpolation corners are the two images and their switches.
-  images = requests_lib.example_inputs(config, batch_size=2)["switch"]
+  images = requests_lib.example_inputs(model.config, batch_size=2)["switch"]
   start, end = images["global_images"], images["local_images"]
   grid = call(loaded, "interpolate", images_start=start, images_end=end,
               z_fractions=np.array([0.0, 1.0], np.float32),
@@ -129,7 +129,7 @@ def test_each_signature_is_the_model_method_of_its_name(model_name):
   functions = signatures.ServingFunctions(model)
   inputs = {name: {key: tf.constant(value) for key, value in values.items()}
             for name, values in requests_lib.example_inputs(
-                config, batch_size=2, seed=3).items()}
+                config.model, batch_size=2, seed=3).items()}
 
   def outputs(name):
     return {key: value.numpy()

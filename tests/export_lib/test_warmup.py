@@ -16,7 +16,7 @@ call = export_testlib.call  # a signature of a loaded SavedModel
 def test_warmup_records_parse_and_run(run, loaded):
   records = warmup.read_warmup_requests(run.version_dir)
   assert [r[1] for r in records] == list(signatures.SIGNATURE_NAMES)
-  specs = signatures.signature_specs(run.config)
+  specs = signatures.signature_specs(run.config.model)
   for model_name, name, inputs in records:
     assert model_name == export_testlib.MODEL_NAME
     assert {k: v.dtype for k, v in inputs.items()} == {

@@ -26,7 +26,8 @@ from tfglv.layers import weight_norm
 import flow_checks
 
 # Bases that only share code; their concrete subclasses are registered.
-ABSTRACT = {flows.FlowBijector, flows.FlowLayer, flows.Coupling,
+ABSTRACT = {flows.FlowBijector, flows.FlowLayer, flows.LayerBijector,
+            flows.Coupling,
             weight_norm.WeightNormLayer}
 
 

@@ -46,9 +46,9 @@ def _tiny_decoder(model_name="glvae"):
 def test_whole_conditional_decoder_of_tiny(model_name):
   config, model = _tiny_decoder(model_name)
   bijector = model.decoder_bijector
-  x = tf.random.stateless_uniform([1, *config.image_shape], [2, 3],
+  x = tf.random.stateless_uniform([1, *config.model.image_shape], [2, 3],
                                   minval=-1, maxval=1, dtype=tf.float64)
-  z = tf.random.stateless_normal([1, config.latent_dim], [2, 4],
+  z = tf.random.stateless_normal([1, config.model.latent_dim], [2, 4],
                                  dtype=tf.float64)
   flow_checks.check_round_trip(bijector, x, atol=1e-9, z=z)
   flow_checks.check_log_det_symmetry(bijector, x, event_ndims=3, atol=1e-7,
@@ -59,9 +59,9 @@ def test_whole_conditional_decoder_of_tiny(model_name):
 
 def test_decoder_output_depends_on_z():
   config, model = _tiny_decoder()
-  x = tf.random.stateless_uniform([2, *config.image_shape], [0, 3],
+  x = tf.random.stateless_uniform([2, *config.model.image_shape], [0, 3],
                                   minval=-1, maxval=1, dtype=tf.float64)
-  z = tf.random.stateless_normal([2, config.latent_dim], [0, 4],
+  z = tf.random.stateless_normal([2, config.model.latent_dim], [0, 4],
                                  dtype=tf.float64)
   bijector = model.decoder_bijector
   v1 = bijector.forward(x, z=z)

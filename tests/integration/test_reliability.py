@@ -137,10 +137,10 @@ def test_same_seed_and_config_give_the_same_first_ten_losses(tmp_path):
 
 def serving_requests(config):
   """Eight different requests over every signature, as (name, inputs)."""
-  size = config.image_size
+  size = config.model.image_size
   images = synthetic.generate(6, size, 3, seed=4)["image"]
   rng = np.random.default_rng(5)
-  d_z = config.latent_dim
+  d_z = config.model.latent_dim
   noise = lambda *shape: rng.standard_normal(shape).astype(np.float32)
   return [
       ("encode", {"images": images[:3]}),

@@ -69,7 +69,7 @@ results = []
 for argv in json.loads(sys.argv[1]):
   flags.FLAGS.unparse_flags()
   try:
-    flags.FLAGS(["train.main"] + argv)
+    flags.FLAGS(train_main.rewrite_config_flags(["train.main"] + argv))
     train_main.main(["train.main"])
     results.append(["accepted", ""])
   except (app.UsageError, flags.Error) as e:
@@ -100,7 +100,7 @@ def trainer_flag_cases(tmp_path):
        "Cannot parse '7.5' for config field 'n_bits'"),
       ([f"--workdir={existing}", "--set", "n_bits=5"],
        "holds a run of a different model; its config.json differs in "
-       "n_bits: 8 -> 5"),
+       "model.n_bits: 8 -> 5"),
       ([at, "--batch_size=0"], "train.batch_size must be >= 1; got 0"),
       ([at, "--batch_size=-8"], "train.batch_size must be >= 1; got -8"),
       ([at, "--batch_size=1000000"],
@@ -261,7 +261,7 @@ def test_model_library(demo_workdir):
 
 
 def signature_cases(config):
-  size, d_z = config.image_size, config.latent_dim
+  size, d_z = config.model.image_size, config.model.latent_dim
   images = synthetic.generate(3, size, 3, seed=2)["image"]
   floats = lambda *shape: np.zeros(shape, np.float32)
   nan_z = floats(2, d_z)
@@ -383,7 +383,8 @@ def test_every_saved_model_signature():
                        (tf.errors.InvalidArgumentError, TypeError,
                         ValueError), message, f"{name}({case})")
   # The server keeps serving after every refusal.
-  images = synthetic.generate(2, run.config.image_size, 3, seed=3)["image"]
+  images = synthetic.generate(2, run.config.model.image_size, 3,
+                              seed=3)["image"]
   encoded = loaded.signatures["encode"](images=tf.constant(images))
   decoded = loaded.signatures["decode"](z=encoded["z"], v=encoded["v"])
   np.testing.assert_array_equal(decoded["images"].numpy(), images)

@@ -43,7 +43,7 @@ def test_full_width_half_depth_cifar10_trains_under_the_paper_recipe(
       "train.eval_every": "1000", "train.eval_batches": "1",
       "train.sample_every": "1000", "train.checkpoint_every": "1000",
       "train.strategy": "one_device"})
-  assert config.decoder.hidden_channels == [24, 512, 512, 512]
+  assert config.model.decoder.hidden_channels == [24, 512, 512, 512]
   summary = trainer_lib.Trainer(config, str(tmp_path / "run")).run()
   # Means over the log intervals of 2 steps (steps 2, 4, ..., 24).
   history = summary["train_history"]

@@ -133,13 +133,13 @@ def test_model_initialize_sets_the_encoder_head_once():
   config = tfglv.configs.get("tiny")
   model = tfglv.build_model(config)
   images = tf.constant(np.random.RandomState(0).randint(
-      0, 256, (32, *config.image_shape)), tf.uint8)
+      0, 256, (32, *config.model.image_shape)), tf.uint8)
   assert not model.is_initialized
   assert model.initialize(images)
   mean, log_variance = model.posterior(images)
   params = np.concatenate([mean.numpy(), log_variance.numpy()], axis=1)
   np.testing.assert_allclose(params.std(axis=0, ddof=1),
-                             config.encoder.final_init_stddev, rtol=1e-2)
+                             config.model.encoder.final_init_stddev, rtol=1e-2)
   head = [v.numpy().copy() for v in model.encoder.head.weights]
   assert not model.initialize(images[::-1])
   for before, after in zip(head, model.encoder.head.weights):

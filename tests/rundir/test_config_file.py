@@ -1,5 +1,8 @@
 """Tests of tfglv.rundir.config_file: config.json and the resume check."""
 
+import os
+import shutil
+
 import pytest
 
 from tfglv import rundir
@@ -24,10 +27,10 @@ def test_unreadable_config_names_the_file(tmp_path):
 def test_differences_and_their_description():
   differences = rundir.config_differences(
       tiny(), tiny(latent_dim=16, train__num_steps=999))
-  assert differences == {"latent_dim": (8, 16),
+  assert differences == {"model.latent_dim": (8, 16),
                          "train.num_steps": (300, 999)}
   assert rundir.describe_differences(differences) == (
-      "latent_dim: 8 -> 16; train.num_steps: 300 -> 999")
+      "model.latent_dim: 8 -> 16; train.num_steps: 300 -> 999")
 
 
 def test_resume_allows_run_fields_and_refuses_model_fields(tmp_path):
@@ -38,5 +41,14 @@ def test_resume_allows_run_fields_and_refuses_model_fields(tmp_path):
       workdir, tiny(train__num_steps=999)) == {
           "train.num_steps": (300, 999)}
   with pytest.raises(ValueError, match=r"holds a run of a different model; "
-                     r"its config.json differs in latent_dim: 8 -> 16"):
+                     r"its config.json differs in model.latent_dim: 8 -> 16"):
     rundir.check_resume_config(workdir, tiny(latent_dim=16))
+
+
+def test_a_run_written_by_0_2_continues_without_differences(tmp_path):
+  fixture = os.path.join(os.path.dirname(__file__), "..", "fixtures",
+                         "config_0_2.json")
+  shutil.copy(fixture, tmp_path / "config.json")
+  saved = rundir.load_config(str(tmp_path / "config.json"))
+  assert saved.model.variant == "glvae_prior_only"
+  assert rundir.check_resume_config(str(tmp_path), saved) == {}

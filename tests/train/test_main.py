@@ -82,12 +82,23 @@ def test_bad_input_stops_before_a_run(tmp_path, args, message):
   assert not os.path.exists(os.path.join(workdir, "config.json"))
 
 
-def test_helpfull_documents_every_field():
+def test_helpfull_documents_the_overrides():
   result = run_main("--helpfull")  # absl exits 1 after printing help.
-  for flag in ("--config.train.batch_size", "--config.decoder.num_steps",
-               "--set", "--model", "--dataset", "--data_dir", "--strategy",
+  for flag in ("--set", "model.encoder.channels", "tfglv/configs/schema.py",
+               "--model", "--dataset", "--data_dir", "--strategy",
                "--num_cpu_devices", "--checkpoint_every"):
     assert flag in result.stdout, flag
+  # One override path: no flag per config field any more.
+  assert "--config.train.batch_size" not in result.stdout
+
+
+def test_old_config_flags_become_set_in_order():
+  from train import main  # pylint: disable=g-import-not-at-top
+  assert main.rewrite_config_flags(
+      ["prog", "--config.train.batch_size=8", "--config.decoder.alpha", "0.5",
+       "--set", "model.n_bits=5", "--configfoo", "--config=tiny"]) == [
+           "prog", "--set=train.batch_size=8", "--set=decoder.alpha=0.5",
+           "--set", "model.n_bits=5", "--configfoo", "--config=tiny"]
 
 
 @pytest.mark.slow

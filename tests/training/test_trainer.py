@@ -132,8 +132,7 @@ def test_loss_decreases_on_real_cifar_images(tmp_path):
   with pytest.raises(ValueError, match="does not fit"):
     rundir.restore(workdir)
   # Every glow variable is in a glvae checkpoint, which holds more.
-  glow = configs.override(config, {})
-  glow.model = "glow"
+  glow = configs.override(config, {"model.variant": "glow"})
   configs.save(glow, os.path.join(workdir, "config.json"))
   with pytest.raises(ValueError, match="holds .* model variables"):
     rundir.restore(workdir)

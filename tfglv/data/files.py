@@ -51,17 +51,27 @@ def _check_images(key: str, images: np.ndarray, path: str) -> np.ndarray:
   return images
 
 
+def labels_as_vector(labels, what: str) -> np.ndarray:
+  """Labels of shape [N] or [N, 1] (Keras' CIFAR-10 loader) as [N].
+
+  Raises a ValueError naming `what` for any other shape.
+  """
+  labels = np.asarray(labels)
+  if labels.ndim == 2 and labels.shape[1] == 1:
+    labels = labels[:, 0]
+  if labels.ndim != 1:
+    raise ValueError(f"{what} must have shape [N] or [N, 1]; got shape "
+                     f"{labels.shape}.")
+  return labels
+
+
 def _check_labels(key: str, labels: np.ndarray, count: int,
                   path: str) -> np.ndarray:
   labels = np.asarray(labels)
   if labels.dtype.kind not in "iu":
     raise ValueError(f"npz file {path}: labels {key!r} have dtype "
                      f"{labels.dtype}; expected integers.")
-  if labels.ndim == 2 and labels.shape[1] == 1:
-    labels = labels[:, 0]
-  if labels.ndim != 1:
-    raise ValueError(f"npz file {path}: labels {key!r} have shape "
-                     f"{labels.shape}; expected [N] or [N, 1].")
+  labels = labels_as_vector(labels, f"npz file {path}: labels {key!r}")
   if len(labels) != count:
     raise ValueError(f"npz file {path}: labels {key!r} have {len(labels)} "
                      f"entries for {count} images.")

@@ -3,7 +3,7 @@
     dataset = make_dataset(config, "train", batch_size=64, training=True,
                            seed=0)
     batch = next(iter(dataset))
-    batch["image"]   # uint8 [64, H, W, C]   (H = W = config.image_size)
+    batch["image"]   # uint8 [64, H, W, C]   (H = W = config.model.image_size)
     batch["label"]   # int64 [64]            (-1 when the dataset has none)
     # synthetic also has batch["shape"], batch["palette"] (int64 [64]).
 
@@ -38,14 +38,14 @@ def _prepare_fn(config, source: sources.Source, split: str, training: bool,
   decode = source.decode(split)
   augmentation = config.data.augmentation
   resize = source.always_resize or augmentation == "center_crop"
-  image_shape = config.image_shape
+  image_shape = config.model.image_shape
   key = tf.constant(preprocess.augment_key(seed), tf.int64)
 
   def prepare(position, raw):
     example = dict(decode(raw))
     image = example["image"]
     if resize:
-      image = preprocess.center_crop_and_resize(image, config.image_size)
+      image = preprocess.center_crop_and_resize(image, config.model.image_size)
     image = tf.ensure_shape(image, image_shape)
     if training:
       # One stream position per image across shards, so no two replicas
@@ -67,7 +67,7 @@ def make_dataset(config, split: str, batch_size: int, training: bool,
   """The batched pipeline of one split.
 
   Args:
-    config: the Config (image_size, channels and the `data` fields).
+    config: the Config (model.image_size, model.channels, `data`).
     split: "train" or "test".
     batch_size: examples per batch (per replica under a strategy).
     training: shuffle, augment, drop the last partial batch, and by default

@@ -42,28 +42,29 @@ def check_image_shape(config, shape, what: str):
   """Raises a ValueError when images of `shape` cannot feed `config`.
 
   Args:
-    config: the Config (image_size, channels, data.augmentation).
+    config: the Config (model.image_size, model.channels,
+      data.augmentation).
     shape: (height, width, channels) of the dataset's images; None for a
       size that varies.
     what: names the images in the message.
   """
   height, width, channels = shape
-  if channels != config.channels:
+  if channels != config.model.channels:
     raise ValueError(
-        f"{what} images have {channels} channels but config.channels is "
-        f"{config.channels}; set channels={channels}.")
+        f"{what} images have {channels} channels but model.channels is "
+        f"{config.model.channels}; set model.channels={channels}.")
   if config.data.augmentation == "center_crop":
     return  # Any size is cropped and resized to image_size.
-  size = config.image_size
+  size = config.model.image_size
   if (height, width) != (size, size):
     if height is not None and height == width:
-      fix = f"set image_size={height}, or "
+      fix = f"set model.image_size={height}, or "
     else:
       fix = ""
     raise ValueError(
-        f"{what} images are {height}x{width} but config.image_size is "
-        f"{size}; {fix}set augmentation=center_crop to crop and resize them "
-        f"to {size}x{size}.")
+        f"{what} images are {height}x{width} but model.image_size is "
+        f"{size}; {fix}set data.augmentation=center_crop to crop and "
+        f"resize them to {size}x{size}.")
 
 
 class Source:
@@ -168,7 +169,7 @@ class TfdsSource(Source):
     if shape[0] is None and config.data.augmentation != "center_crop":
       raise ValueError(
           f"{name} images vary in size, so they must be cropped and resized: "
-          f"set augmentation=center_crop (got "
+          f"set data.augmentation=center_crop (got "
           f"{config.data.augmentation!r}).")
     check_image_shape(config, shape, name)
     tfds_source.builder(config)  # Fails early when not prepared.
@@ -203,7 +204,8 @@ def _synthetic_source(config) -> Source:
                      f"{config.data.synthetic_size}.")
   return InMemorySource(
       lambda split: _synthetic_split(split, config.data.synthetic_size,
-                                     config.image_size, config.channels),
+                                     config.model.image_size,
+                                     config.model.channels),
       label_keys=("label", "shape", "palette"))
 
 
@@ -216,10 +218,10 @@ def _npz_source(config) -> Source:
 
 
 def _folder_source(config) -> Source:
-  if config.channels not in _FOLDER_CHANNELS:
+  if config.model.channels not in _FOLDER_CHANNELS:
     raise ValueError(
         f"dataset 'folder' decodes images to 1, 3 or 4 channels; "
-        f"config.channels is {config.channels}.")
+        f"model.channels is {config.model.channels}.")
   splits = files.load_folder(config.data.path)
   for split, columns in splits.items():
     if not len(columns["path"]):
@@ -231,7 +233,7 @@ def _folder_source(config) -> Source:
 
   def decode_row(row):
     image = tf.io.decode_image(tf.io.read_file(row["path"]),
-                               channels=config.channels,
+                               channels=config.model.channels,
                                expand_animations=False)
     return {"image": image, "label": row["label"]}
 

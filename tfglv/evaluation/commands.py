@@ -143,7 +143,7 @@ def evaluate_bits_per_dim(run: runs.EvaluationRun, split: str = "test",
   count = len(values["loss"])
   result = {"split": split, "num_images": count,
             "posterior_samples": posterior_samples, "step": run.step,
-            "config": run.config.name, "model": run.config.model,
+            "config": run.config.name, "model": run.config.model.variant,
             "dataset": run.config.data.dataset, "seed": seed}
   names = {"loss": "bpd", "iw_loss": "iw_bpd", "nll": "nll", "kl": "kl"}
   for key, name in names.items():

@@ -89,7 +89,7 @@ def write_reconstructions(run: runs.EvaluationRun, split: str = "test",
   difference = np.abs(originals.astype(np.int16) -
                       reconstructed.astype(np.int16))
   # An n_bits < 8 model reconstructs the image on its own grid.
-  shift = 8 - run.config.n_bits
+  shift = 8 - run.config.model.n_bits
   expected = (originals >> shift) << shift
   result = {
       "split": split, "num_images": len(originals),

@@ -14,6 +14,8 @@ from sklearn import pipeline
 from sklearn import preprocessing
 from sklearn import svm
 
+from tfglv.data import files
+
 # Paper Table 4, CIFAR-10 accuracy (%), in the paper's row order.
 PAPER_ACCURACY_PERCENT = {"z": 59.53, "v": 17.16, "raw pixels": 35.32}
 PROBE_ROWS = tuple(PAPER_ACCURACY_PERCENT)
@@ -22,16 +24,10 @@ PROBE_ROWS = tuple(PAPER_ACCURACY_PERCENT)
 def _validate_split(features, labels, split: str
                     ) -> Tuple[np.ndarray, np.ndarray]:
   features = np.asarray(features)
-  labels = np.asarray(labels)
   if features.ndim < 2:
     raise ValueError(f"{split}_features must have shape [N, ...] with at "
                      f"least one feature axis; got shape {features.shape}.")
-  # Keras' CIFAR-10 loader gives labels of shape [N, 1].
-  if labels.ndim == 2 and labels.shape[1] == 1:
-    labels = labels[:, 0]
-  if labels.ndim != 1:
-    raise ValueError(f"{split}_labels must have shape [N] (or [N, 1]); got "
-                     f"{labels.shape}.")
+  labels = files.labels_as_vector(labels, f"{split}_labels")
   if features.shape[0] != labels.shape[0]:
     raise ValueError(f"{split}_features has {features.shape[0]} examples "
                      f"but {split}_labels has {labels.shape[0]}.")

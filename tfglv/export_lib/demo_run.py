@@ -30,7 +30,7 @@ def write_demo_workdir(workdir: str, config: configs.Config, images,
       kernels so that deep models stay well-conditioned.
     seed: seeds the perturbation.
   """
-  model = model_lib.build_model(config)
+  model = model_lib.build_model(config.model)
   model.initialize(images)
   rng = np.random.RandomState(seed)
   for variable in model.trainable_variables:

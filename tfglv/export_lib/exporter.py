@@ -86,7 +86,7 @@ def export_from_workdir(workdir: str, export_dir: str,
         "step": step,
         "tensorflow_version": tf.__version__,
         "serving_default": signatures_lib.SERVING_DEFAULT,
-        "signatures": describe_signatures(config),
+        "signatures": describe_signatures(config.model),
         "tflite": {"batch_size": tflite_batch_size, "variants": {
             variant: {"file": os.path.basename(tflite_files[variant]),
                       **report[variant]} for variant in tflite_variants}},
@@ -197,7 +197,8 @@ def tflite_report(loaded, config, tflite_files: Dict[str, str],
   return report
 
 
-def describe_signatures(config) -> Dict[str, Dict[str, Dict[str, str]]]:
+def describe_signatures(config: configs.ModelConfig
+                        ) -> Dict[str, Dict[str, Dict[str, str]]]:
   """{signature: {"inputs": {name: "dtype [shape]"}, "outputs": {...}}}."""
   return {name: {"inputs": {k: spec.describe_input(k) for k in spec.inputs},
                  "outputs": {k: spec.describe_output(k)

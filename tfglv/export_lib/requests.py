@@ -28,7 +28,7 @@ Inputs = Dict[str, np.ndarray]
 _DECIMALS = 4
 
 
-def example_inputs(config: configs.Config, batch_size: int = 1,
+def example_inputs(config: configs.ModelConfig, batch_size: int = 1,
                    seed: int = 0) -> Dict[str, Inputs]:
   """{signature: {input name: array}}, deterministic given the arguments.
 
@@ -82,7 +82,7 @@ def rest_body(signature_name: str, inputs: Mapping[str, np.ndarray]) -> Dict:
           "inputs": {name: to_json(value) for name, value in inputs.items()}}
 
 
-def inputs_from_rest_body(body: Mapping, config: configs.Config) -> Inputs:
+def inputs_from_rest_body(body: Mapping, config: configs.ModelConfig) -> Inputs:
   """Arrays of a REST body, converted to the signature's dtypes."""
   name = body.get("signature_name", "serving_default")
   if name == "serving_default":
@@ -103,7 +103,8 @@ def inputs_from_rest_body(body: Mapping, config: configs.Config) -> Inputs:
           for key, value in body["inputs"].items()}
 
 
-def write_rest_bodies(directory: str, config: configs.Config) -> Dict[str, str]:
+def write_rest_bodies(directory: str,
+                      config: configs.ModelConfig) -> Dict[str, str]:
   """Writes `<directory>/<signature>.json` per signature; returns the paths."""
   os.makedirs(directory, exist_ok=True)
   paths = {}

@@ -92,12 +92,12 @@ class SignatureSpec:
                     _FREE_DIMENSIONS.get((self.name, key), ("N",)))
 
 
-def latent_dim(config: configs.Config) -> int:
+def latent_dim(config: configs.ModelConfig) -> int:
   """d_z of the exported tensors: 0 for "glow", which has no z."""
-  return 0 if config.model == "glow" else config.latent_dim
+  return 0 if config.variant == "glow" else config.latent_dim
 
 
-def signature_specs(config: configs.Config, batch_size: Optional[int] = None
+def signature_specs(config: configs.ModelConfig, batch_size: Optional[int] = None
                     ) -> Dict[str, SignatureSpec]:
   """The specs of every signature for `config`; `batch_size` fixes N."""
   height, width, channels = config.image_shape

@@ -2,7 +2,7 @@
 
 from tfglv.flows.actnorm import ActNorm, ActNormLayer
 from tfglv.flows.base import (FlowBijector, FlowChain, FlowLayer,
-                              OnTrailingChannels)
+                              LayerBijector, OnTrailingChannels)
 from tfglv.flows.conv1x1 import InvertibleConv1x1, InvertibleConv1x1Layer
 from tfglv.flows.coupling import (AdditiveCoupling, AffineCoupling, Coupling,
                                   CouplingLayer)

@@ -58,7 +58,7 @@ class ActNormLayer(base.FlowLayer):
     return ActNorm(self, initializing=initializing, name=self.name)
 
 
-class ActNorm(base.FlowBijector):
+class ActNorm(base.LayerBijector):
   """The ActNorm bijector over the last axis of `x` (see module docstring).
 
   Args:
@@ -69,12 +69,8 @@ class ActNorm(base.FlowBijector):
 
   def __init__(self, layer: ActNormLayer, initializing: bool = False,
                validate_args: bool = False, name: str = "act_norm"):
-    parameters = dict(locals())
-    self._layer = layer
     self._initializing = initializing
-    super().__init__(forward_min_event_ndims=layer.event_rank,
-                     validate_args=validate_args, parameters=parameters,
-                     name=name)
+    super().__init__(layer, dict(locals()), validate_args, name)
 
   def _log_det(self, x):
     log_scale = tf.cast(self._layer.log_scale, x.dtype)

@@ -70,6 +70,22 @@ class FlowBijector(tfb.Bijector):
     return self.inverse_and_log_det(y, **condition)[1]
 
 
+class LayerBijector(FlowBijector):
+  """The bijector of one `FlowLayer`: the layer holds the variables, the
+  bijector does the math on them, over the layer's `event_rank`.
+
+  Subclasses pass `dict(locals())` of their own constructor as
+  `parameters` (TFP's record of how to rebuild the bijector).
+  """
+
+  def __init__(self, layer, parameters, validate_args: bool = False,
+               name: Optional[str] = None):
+    self._layer = layer
+    super().__init__(forward_min_event_ndims=layer.event_rank,
+                     validate_args=validate_args, parameters=parameters,
+                     name=name)
+
+
 class FlowLayer(keras.layers.Layer):
   """A Keras layer that owns a flow piece's variables and makes its bijector.
 

@@ -152,7 +152,7 @@ def _mix_channels(x, matrix):
   return tf.reshape(tf.matmul(flat, matrix), shape)
 
 
-class InvertibleConv1x1(base.FlowBijector):
+class InvertibleConv1x1(base.LayerBijector):
   """The invertible 1x1 convolution bijector (see module docstring).
 
   Args:
@@ -162,12 +162,8 @@ class InvertibleConv1x1(base.FlowBijector):
 
   def __init__(self, layer: InvertibleConv1x1Layer, cached: bool = False,
                validate_args: bool = False, name: str = "invertible_conv1x1"):
-    parameters = dict(locals())
-    self._layer = layer
     self._cached = cached
-    super().__init__(forward_min_event_ndims=layer.event_rank,
-                     validate_args=validate_args, parameters=parameters,
-                     name=name)
+    super().__init__(layer, dict(locals()), validate_args, name)
 
   def _log_det(self, x):
     log_det = self._layer.log_abs_det(x.dtype, cached=self._cached)

@@ -247,7 +247,7 @@ class CouplingLayer(base.FlowLayer):
     return bijector(self, cached=cached, name=self.name)
 
 
-class Coupling(base.FlowBijector):
+class Coupling(base.LayerBijector):
   """What both couplings share: the split, the network call, the merge.
 
   Subclasses map the transformed part given the network's output `params`
@@ -263,13 +263,9 @@ class Coupling(base.FlowBijector):
   def __init__(self, layer: CouplingLayer, cached: bool = False,
                validate_args: bool = False, name: Optional[str] = None):
     # name None: TFP names the bijector after its class ("affine_coupling").
-    parameters = dict(locals())
-    self._layer = layer
     self._cached = cached
     self.conditional = bool(layer.condition_dim)
-    super().__init__(forward_min_event_ndims=layer.event_rank,
-                     validate_args=validate_args, parameters=parameters,
-                     name=name)
+    super().__init__(layer, dict(locals()), validate_args, name)
 
   def _params(self, conditioning, z):
     params = self._layer.network(conditioning, z, cached=self._cached)

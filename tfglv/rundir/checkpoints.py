@@ -103,8 +103,8 @@ def restore(workdir: str, checkpoint: Optional[str] = None
   # bfloat16 coupling networks are a training speed-up; a chain of inverses
   # is only bit-reproducible in float32 (DecoderConfig.compute_dtype). The
   # variables are float32 either way.
-  config = configs.override(config, {"decoder.compute_dtype": "float32"})
-  model = model_lib.build_model(config)
+  config = configs.override(config, {"model.decoder.compute_dtype": "float32"})
+  model = model_lib.build_model(config.model)
   step = tf.Variable(0, dtype=tf.int64, trainable=False)
   state = make_checkpoint(model, step=step)
   try:
@@ -127,7 +127,7 @@ def restore(workdir: str, checkpoint: Optional[str] = None
           f"continues from the newest readable one.") from None
     raise ValueError(
         f"Checkpoint {checkpoint} does not fit the model of "
-        f"{path} (config {config.name!r}, model {config.model!r}): "
+        f"{path} (config {config.name!r}, model {config.model.variant!r}): "
         f"{str(e).splitlines()[0]}{layout_hint(e)}") from None
   if not model.is_initialized:
     raise ValueError(f"Checkpoint {checkpoint} holds an uninitialised model "

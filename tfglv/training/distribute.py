@@ -3,7 +3,7 @@
     configure_cpu_devices(2)        # before TF touches a device (tests, CPU)
     strategy = create_strategy("mirrored")
     with strategy.scope():
-      model = tfglv.build_model(config)
+      model = tfglv.build_model(config.model)
 
 * "mirrored": `tf.distribute.MirroredStrategy` over every local GPU, or over
   the logical CPUs when there is no GPU. NCCL has no CPU kernel, so CPU-only

@@ -88,7 +88,7 @@ class Reporter:
     config, train = self.config, self.config.train
     logging.info(
         "Training %s (%s) on %s: %d parameters, %d replicas, global batch "
-        "%d, steps %d -> %d.", config.name, config.model, config.data.dataset,
+        "%d, steps %d -> %d.", config.name, config.model.variant, config.data.dataset,
         num_parameters(self.model), self.strategy.num_replicas_in_sync,
         train.batch_size, start_step, train.num_steps)
     self.start_time = time.time()
@@ -183,7 +183,7 @@ class Reporter:
     config, strategy = self.config, self.strategy
     everything = self.model.variables + self.optimizer.variables
     summary = {
-        "config": config.name, "model": config.model,
+        "config": config.name, "model": config.model.variant,
         "dataset": config.data.dataset, "start_step": start_step,
         "step": step, "skipped_steps": skipped_steps,
         "num_parameters": num_parameters(self.model),

@@ -65,7 +65,7 @@ class Trainer:
     # also depend on TF's global seed), so a rerun or resume sees the same.
     keras.utils.set_random_seed(train.seed)
     with self.strategy.scope():
-      self.model = model_lib.build_model(config)
+      self.model = model_lib.build_model(config.model)
       self.optimizer = optimizer_lib.build_optimizer(
           train, nats_per_loss_unit=self.model.nats_per_bit_dim)
       self.optimizer.build(self.model.trainable_variables)

@@ -1,0 +1,243 @@
+"""The configuration tree: model / data / train dataclasses, and validation.
+
+    Config
+      name                       the named recipe it started from
+      model: ModelConfig         everything `tfglv.build_model` reads
+        variant, image_size, channels, n_bits, latent_dim
+        encoder: EncoderConfig   q(z|x)            (DESIGN section 2)
+        prior: PriorConfig       p(z)              (DESIGN section 3)
+        decoder: DecoderConfig   v = f(x; z)       (DESIGN section 4)
+      data: DataConfig           where images come from
+      train: TrainConfig         optimisation and bookkeeping (section 5)
+
+Hyper-parameters are those of the authors' code.
+"""
+
+import dataclasses
+import math
+from typing import Any, List, Union
+
+MODEL_VARIANTS = ("glvae", "glow", "glvae_prior_only")
+CONFIG_NAMES = ("tiny", "cifar10", "imagenet64", "lsun128", "celebahq256")
+COUPLING_TYPES = ("affine", "additive")
+COMPUTE_DTYPES = ("float32", "bfloat16")
+CONV1X1_PARAMETERIZATIONS = ("full", "lu")
+STRATEGIES = ("mirrored", "one_device", "multi_worker")
+
+# A level of the decoder is either an int (an external level: that many
+# steps) or a list of ints (an internal level: sub-blocks of steps, each
+# followed by a prior block).
+LevelSteps = Union[int, List[int]]
+
+
+@dataclasses.dataclass
+class EncoderConfig:
+  """ResNet compression encoder q(z|x) (DESIGN section 2)."""
+  channels: List[int] = dataclasses.field(default_factory=lambda: [48, 96, 96])
+  out_channels: int = 8
+  final_init_stddev: float = 0.01
+
+
+@dataclasses.dataclass
+class PriorConfig:
+  """Flow prior p(z) (DESIGN section 3)."""
+  num_steps: int = 2
+  hidden_units: int = 256
+
+
+@dataclasses.dataclass
+class DecoderConfig:
+  """Conditional refined-Glow flow v = f(x; z) (DESIGN section 4)."""
+  num_steps: List[Any] = dataclasses.field(
+      default_factory=lambda: [2, [6, 6], [6, 6], 4])
+  hidden_channels: List[int] = dataclasses.field(
+      default_factory=lambda: [24, 512, 512, 512])
+  num_prior_blocks: int = 4  # M of the fine-grained multi-scale architecture.
+  coupling: str = "affine"
+  alpha: float = 1.0
+  conv1x1: str = "full"  # "full" (the authors') or "lu"
+  # Coupling networks may compute in bfloat16 for training speed; affine
+  # updates, log-dets and variables stay float32. Decoding chains many
+  # inverses, where bfloat16 rounding is not reproducible bit for bit, so
+  # inference tools rebuild the model with float32 networks.
+  compute_dtype: str = "float32"
+
+
+@dataclasses.dataclass
+class ModelConfig:
+  """Everything that decides the model's variables and what it computes."""
+  variant: str = "glvae"  # one of MODEL_VARIANTS (DESIGN section 8)
+  image_size: int = 32
+  channels: int = 3
+  n_bits: int = 8
+  latent_dim: int = 64  # d_z
+  encoder: EncoderConfig = dataclasses.field(default_factory=EncoderConfig)
+  prior: PriorConfig = dataclasses.field(default_factory=PriorConfig)
+  decoder: DecoderConfig = dataclasses.field(default_factory=DecoderConfig)
+
+  @property
+  def image_shape(self):
+    return (self.image_size, self.image_size, self.channels)
+
+  @property
+  def num_levels(self):
+    return len(self.decoder.num_steps)
+
+
+@dataclasses.dataclass
+class DataConfig:
+  """Where images come from and how they are preprocessed."""
+  # "synthetic" (embedded, needs no files), a TFDS name ("cifar10",
+  # "downsampled_imagenet/64x64", "lsun/bedroom", "celeb_a_hq/256"),
+  # "npz" (see `path`) or "folder" (see `path`).
+  dataset: str = "synthetic"
+  path: str = ""
+  data_dir: str = ""
+  augmentation: str = "none"  # "none", "cifar", "flip", "center_crop"
+  synthetic_size: int = 4096
+  shuffle_buffer: int = 10000
+
+
+@dataclasses.dataclass
+class TrainConfig:
+  """Optimisation and bookkeeping (DESIGN section 5)."""
+  batch_size: int = 512
+  num_steps: int = 100000
+  learning_rate: float = 1e-3
+  warmup_steps: int = 50
+  lr_decay: float = 0.999997
+  weight_decay: float = 1e-6
+  beta1: float = 0.9
+  beta2: float = 0.999
+  epsilon: float = 1e-8
+  grad_clip_norm: float = 0.0  # 0 disables clipping.
+  grad_accumulation: int = 1
+  init_batch_size: int = 1024
+  checkpoint_every: int = 1000
+  keep_checkpoints: int = 3
+  eval_every: int = 5000
+  eval_batches: int = 0  # 0 = the whole test split.
+  log_every: int = 100
+  # Warn when the logged bpd rose over this many consecutive log intervals
+  # (by >= 0.05 bits/dim in all); 0 disables the warning.
+  divergence_intervals: int = 3
+  sample_every: int = 5000
+  num_posterior_samples: int = 1
+  eval_posterior_samples: int = 5
+  seed: int = 0
+  strategy: str = "mirrored"
+
+
+@dataclasses.dataclass
+class Config:
+  """The whole configuration of one run."""
+  name: str = "cifar10"
+  model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+  data: DataConfig = dataclasses.field(default_factory=DataConfig)
+  train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+
+def field_names(config=None, prefix=""):
+  """All settable dotted field names of a config tree."""
+  config = config if config is not None else Config()
+  names = []
+  for f in dataclasses.fields(config):
+    value = getattr(config, f.name)
+    if dataclasses.is_dataclass(value):
+      names.extend(field_names(value, prefix + f.name + "."))
+    else:
+      names.append(prefix + f.name)
+  return names
+
+
+def _check_choice(value, allowed, what):
+  if value not in allowed:
+    raise ValueError(f"Unknown {what} {value!r}; allowed: "
+                     f"{', '.join(map(str, allowed))}.")
+
+
+def _check_finite_numbers(config, prefix=""):
+  # NaN passes every "> 0" check, and inf passes most; either would only
+  # show up as a diverged run.
+  for name in field_names(config):
+    value = config
+    for part in name.split("."):
+      value = getattr(value, part)
+    if isinstance(value, float) and not math.isfinite(value):
+      raise ValueError(f"{prefix}{name} must be a finite number; got {value}.")
+
+
+def _check_levels(model: ModelConfig):
+  decoder = model.decoder
+  levels = decoder.num_steps
+  if len(levels) < 2:
+    raise ValueError(
+        f"model.decoder.num_steps needs at least 2 levels; got {levels}.")
+  if len(decoder.hidden_channels) != len(levels):
+    raise ValueError(
+        f"model.decoder.hidden_channels has {len(decoder.hidden_channels)} "
+        f"entries but model.decoder.num_steps has {len(levels)} levels; they "
+        f"must match.")
+  if not isinstance(levels[0], int) or not isinstance(levels[-1], int):
+    raise ValueError(
+        f"model.decoder.num_steps: the first and last levels must be ints "
+        f"(steps of an external level); got {levels}.")
+  for level in levels[1:-1]:
+    if not isinstance(level, (list, tuple)) or not level:
+      raise ValueError(
+          f"model.decoder.num_steps: internal levels must be non-empty lists "
+          f"of steps per sub-block; got {levels}.")
+    if len(level) >= decoder.num_prior_blocks:
+      raise ValueError(
+          f"model.decoder.num_steps: an internal level has {len(level)} "
+          f"sub-blocks but num_prior_blocks (M) is "
+          f"{decoder.num_prior_blocks}; it must be fewer than M.")
+  divisor = 2 ** (len(levels) - 1)
+  if model.image_size % divisor:
+    allowed = ", ".join(str(divisor * k) for k in range(1, 5))
+    raise ValueError(
+        f"image_size {model.image_size} cannot be divided by the "
+        f"{len(levels)}-level multi-scale architecture (needs a multiple of "
+        f"{divisor}: {allowed}, ...).")
+
+
+def validate_model(model: ModelConfig) -> ModelConfig:
+  """Raises ValueError naming the problem and the allowed values."""
+  _check_finite_numbers(model, "model.")
+  _check_choice(model.variant, MODEL_VARIANTS, "model variant")
+  _check_choice(model.decoder.coupling, COUPLING_TYPES, "coupling type")
+  _check_choice(model.decoder.compute_dtype, COMPUTE_DTYPES, "compute_dtype")
+  _check_choice(model.decoder.conv1x1, CONV1X1_PARAMETERIZATIONS,
+                "decoder.conv1x1 parameterization")
+  if not 1 <= model.n_bits <= 8:
+    raise ValueError(
+        f"n_bits must be an integer in [1, 8]; got {model.n_bits}.")
+  if not 0.0 < model.decoder.alpha < 1.0 + 1e-9:
+    raise ValueError(
+        f"alpha must be in (0, 1] so the coupling scale alpha*tanh(u/2)+1 "
+        f"stays positive; got {model.decoder.alpha}.")
+  if model.channels < 1:
+    raise ValueError(f"channels must be >= 1; got {model.channels}.")
+  if model.latent_dim < 2 or model.latent_dim % 2:
+    raise ValueError(
+        f"latent_dim must be an even integer >= 2 (the prior couplings split "
+        f"z in halves); got {model.latent_dim}.")
+  _check_levels(model)
+  return model
+
+
+def validate(config: Config) -> Config:
+  """Raises ValueError naming the problem and the allowed values."""
+  validate_model(config.model)
+  _check_finite_numbers(config.train, "train.")
+  train = config.train
+  _check_choice(train.strategy, STRATEGIES, "strategy")
+  if train.batch_size < 1:
+    raise ValueError(f"train.batch_size must be >= 1; got {train.batch_size}.")
+  if train.divergence_intervals < 0:
+    raise ValueError("train.divergence_intervals must be >= 0 (0 disables "
+                     f"the warning); got {train.divergence_intervals}.")
+  if train.grad_accumulation < 1:
+    raise ValueError("train.grad_accumulation must be >= 1; got "
+                     f"{train.grad_accumulation}.")
+  return config
