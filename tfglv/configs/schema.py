@@ -33,29 +33,53 @@ LevelSteps = Union[int, List[int]]
 @dataclasses.dataclass
 class EncoderConfig:
   """ResNet compression encoder q(z|x) (DESIGN section 2)."""
+  # Width of each level; every level halves the image, down to 4x4, so an
+  # image of side S needs log2(S / 4) levels (16: 2, 32: 3, 64: 4, ...).
   channels: List[int] = dataclasses.field(default_factory=lambda: [48, 96, 96])
+  # Channels of the last 1x1 conv; the head reads its 4x4 map, flattened.
   out_channels: int = 8
+  # The head is weight-normalised and initialised on data to this output
+  # std (the authors' 0.01); 0 starts it at exactly zero.
   final_init_stddev: float = 0.01
 
 
 @dataclasses.dataclass
 class PriorConfig:
   """Flow prior p(z) (DESIGN section 3)."""
+  # Glow steps on z (ActNorm, 1x1 "conv", four MLP couplings each).
   num_steps: int = 2
+  # Width of the couplings' MLPs.
   hidden_units: int = 256
 
 
 @dataclasses.dataclass
 class DecoderConfig:
-  """Conditional refined-Glow flow v = f(x; z) (DESIGN section 4)."""
+  """Conditional refined-Glow flow v = f(x; z) (DESIGN section 4).
+
+  `num_steps` has one entry per level, from full resolution down; each
+  level after the first starts with a squeeze (half the side, 4x the
+  channels), so L levels need an image side divisible by 2**(L-1). The first
+  and last entries are ints (that many Glow steps); the ones between are
+  lists, one entry per sub-block: the steps of the sub-block, each followed
+  by a prior block that factors out part of the channels. `[2, [6, 6],
+  [6, 6], 4]` is the paper's CIFAR-10 flow. A level's couplings split its
+  channels, so a level of 1 channel (the first level of a grayscale image)
+  cannot have steps.
+  """
   num_steps: List[Any] = dataclasses.field(
       default_factory=lambda: [2, [6, 6], [6, 6], 4])
+  # Hidden width of each level's coupling networks (one entry per level).
   hidden_channels: List[int] = dataclasses.field(
       default_factory=lambda: [24, 512, 512, 512])
-  num_prior_blocks: int = 4  # M of the fine-grained multi-scale architecture.
+  # M of the fine-grained multi-scale architecture: an internal level's
+  # sub-blocks factor out 1/M of its channels each (fewer than M blocks).
+  num_prior_blocks: int = 4
+  # "affine" (scale and shift, the paper's) or "additive" (shift only).
   coupling: str = "affine"
+  # Bound of the affine scale, alpha * tanh(u / 2) + 1, in (0, 1].
   alpha: float = 1.0
-  conv1x1: str = "full"  # "full" (the authors') or "lu"
+  # The 1x1 convolutions' weights: "full" (the authors') or "lu".
+  conv1x1: str = "full"
   # Coupling networks may compute in bfloat16 for training speed; affine
   # updates, log-dets and variables stay float32. Decoding chains many
   # inverses, where bfloat16 rounding is not reproducible bit for bit, so
@@ -66,11 +90,16 @@ class DecoderConfig:
 @dataclasses.dataclass
 class ModelConfig:
   """Everything that decides the model's variables and what it computes."""
-  variant: str = "glvae"  # one of MODEL_VARIANTS (DESIGN section 8)
+  # "glvae" (the paper's), "glow" (no z) or "glvae_prior_only" (z only
+  # sets the Gaussian over v); DESIGN section 8.
+  variant: str = "glvae"
+  # Images are image_size x image_size x channels.
   image_size: int = 32
   channels: int = 3
+  # Bits per pixel value the model sees (8; 5 for the 5-bit tables).
   n_bits: int = 8
-  latent_dim: int = 64  # d_z
+  # d_z, the size of the global code; even.
+  latent_dim: int = 64
   encoder: EncoderConfig = dataclasses.field(default_factory=EncoderConfig)
   prior: PriorConfig = dataclasses.field(default_factory=PriorConfig)
   decoder: DecoderConfig = dataclasses.field(default_factory=DecoderConfig)
