@@ -23,6 +23,7 @@ from absl import flags
 import tensorflow as tf
 
 from tfglv import configs
+from tfglv import rundir
 from tfglv import training
 
 FLAGS = flags.FLAGS
@@ -76,14 +77,27 @@ flags.DEFINE_enum("strategy", None, configs.STRATEGIES,
                   "mirrored (default; all local GPUs or CPU devices), "
                   "one_device, or multi_worker (cluster from TF_CONFIG).")
 flags.DEFINE_float(
+    "max_train_seconds", 0.0,
+    "Stop after this many seconds of training steps (start-up, tracing, "
+    "evaluation and checkpoints not counted), with a checkpoint, an "
+    "evaluation and samples as at the last step; 0: no limit. Running the "
+    "command again continues the run.")
+flags.DEFINE_bool(
+    "allow_config_changes", False,
+    "Continue an existing run with changed train.*/data.* settings beyond "
+    "the number of steps, learning rate and intervals (e.g. another "
+    "dataset); the changes are recorded in its config.json.")
+flags.DEFINE_float(
     "multi_worker_timeout_seconds",
     training.distribute.DEFAULT_MULTI_WORKER_TIMEOUT_SECONDS,
     "--strategy=multi_worker: stop with an error if the workers of "
     "TF_CONFIG have not all started and connected within this time.")
 
 def config_from_flags() -> configs.Config:
-  """The named config with every command-line override applied.
+  """The run's config with every command-line override applied.
 
+  A new run starts from the named `--config`; an existing run in
+  `--workdir` from its own config.json, so `--workdir` alone continues it.
   One path: the shortcut flags and `--set` become (field, value) pairs for
   `configs.override`, which resolves 0.2's names and validates.
   """
@@ -95,7 +109,17 @@ def config_from_flags() -> configs.Config:
     if not separator:
       raise ValueError(f"--set expects <field>=<value>; got {assignment!r}.")
     overrides.append((field.strip(), value.strip()))
-  config = configs.override(configs.get(FLAGS.config), overrides)
+  saved = rundir.saved_config(FLAGS.workdir)
+  if saved is None:
+    base = configs.get(FLAGS.config)
+  elif FLAGS["config"].present and FLAGS.config != saved.name:
+    raise ValueError(
+        f"workdir {FLAGS.workdir!r} holds a run of config {saved.name!r}, "
+        f"not --config={FLAGS.config}. Leave --config out to continue it, "
+        f"or use a new --workdir.")
+  else:
+    base = saved
+  config = configs.override(base, overrides)
   if config.data.path and "://" not in config.data.path:
     # config.json must name the data wherever later tools run from.
     config.data.path = os.path.abspath(config.data.path)
@@ -125,6 +149,9 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   if not FLAGS.workdir:
     raise app.UsageError("--workdir is required.")
+  if FLAGS.max_train_seconds < 0:
+    raise app.UsageError(f"--max_train_seconds must be >= 0 (0: no limit); "
+                         f"got {FLAGS.max_train_seconds}.")
   # tf.distribute logs every all-reduce it builds at INFO.
   tf.get_logger().setLevel("WARNING")
   try:
@@ -134,10 +161,12 @@ def main(argv):
     strategy = training.create_strategy(
         config.train.strategy,
         multi_worker_timeout_seconds=FLAGS.multi_worker_timeout_seconds)
-    trainer = training.Trainer(config, FLAGS.workdir, strategy=strategy)
+    trainer = training.Trainer(
+        config, FLAGS.workdir, strategy=strategy,
+        allow_config_changes=FLAGS.allow_config_changes)
   except ValueError as e:  # Bad input: say what and stop before training.
     raise app.UsageError(str(e)) from None
-  trainer.run()
+  trainer.run(max_train_seconds=FLAGS.max_train_seconds or None)
   # The traced graphs leave millions of objects; without this, the cycle
   # collector's final pass at interpreter exit takes tens of seconds.
   gc.freeze()

@@ -52,3 +52,31 @@ def test_a_run_written_by_0_2_continues_without_differences(tmp_path):
   saved = rundir.load_config(str(tmp_path / "config.json"))
   assert saved.model.variant == "glvae_prior_only"
   assert rundir.check_resume_config(str(tmp_path), saved) == {}
+
+
+def test_resume_refuses_a_data_change_unless_allowed_and_records_it(
+    tmp_path):
+  workdir = str(tmp_path)
+  rundir.save_config(workdir, tiny())
+  # The length, learning rate and intervals may change without asking.
+  assert set(rundir.check_resume_config(workdir, tiny(
+      train__num_steps=999, train__learning_rate=5e-4,
+      train__log_every=3))) == {"train.num_steps", "train.learning_rate",
+                                "train.log_every"}
+  switched = tiny(data__dataset="npz", data__path="/data/x.npz")
+  with pytest.raises(ValueError, match=r"differs in data.dataset: "
+                     r"'synthetic' -> 'npz'; data.path: '' -> '/data/x.npz'. "
+                     r"Leave these settings out.*--allow_config_changes"):
+    rundir.check_resume_config(workdir, switched)
+  changes = rundir.check_resume_config(workdir, switched, allow_changes=True)
+  assert changes == {"data.dataset": ("synthetic", "npz"),
+                     "data.path": ("", "/data/x.npz")}
+  rundir.save_config(workdir, switched, changes)
+  rundir.save_config(workdir, switched)  # No change: no new entry.
+  history = rundir.load_history(workdir)
+  assert [entry["changes"] for entry in history] == [
+      {"data.dataset": ["synthetic", "npz"], "data.path": ["", "/data/x.npz"]}]
+  # The history is kept beside the config, not read as a field of it.
+  assert rundir.load_config(rundir.config_path(workdir)) == switched
+  assert rundir.saved_config(workdir) == switched
+  assert rundir.saved_config(str(tmp_path / "new")) is None

@@ -4,10 +4,12 @@ The CPU is split into 2 logical devices, which must happen before
 TensorFlow initialises its devices; hence a fresh process per run.
 """
 
+import json
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from run_testlib import checkpoint_steps
@@ -123,3 +125,46 @@ def test_resume_is_exact(tmp_path):
   assert check.returncode == 0, check.stdout + check.stderr[-2000:]
   assert summary_of(split)["train_history"][-1]["loss"] == summary_of(
       whole)["train_history"][-1]["loss"]
+
+
+def test_workdir_alone_continues_the_saved_run_and_refuses_a_data_switch(
+    tmp_path):
+  """The run of an .npz resumes from --workdir alone, on the same data, for
+  --max_train_seconds; a flag that switches its dataset is refused."""
+  npz = str(tmp_path / "images.npz")
+  rng = np.random.default_rng(0)
+  np.savez(npz, x_train=rng.integers(0, 256, (64, 16, 16, 3), np.uint8),
+           x_test=rng.integers(0, 256, (8, 16, 16, 3), np.uint8))
+  workdir = str(tmp_path / "run")
+  fast = ["--set", "train.init_batch_size=16", "--set", "train.log_every=1",
+          "--set", "decoder.num_steps=[1, [1], 1]",
+          "--set", "encoder.channels=[4, 4]", "--set", "train.eval_batches=1",
+          "--strategy=one_device"]
+  first = run_main("--config=tiny", f"--workdir={workdir}", "--dataset=npz",
+                   f"--data_path={npz}", "--batch_size=8", "--num_steps=2",
+                   *fast)
+  assert first.returncode == 0, first.stderr[-3000:]
+  with open(os.path.join(workdir, "config.json")) as f:
+    saved = f.read()
+
+  # Another dataset: refused, naming the field and the way to force it.
+  switched = run_main(f"--workdir={workdir}", "--dataset=synthetic")
+  assert switched.returncode != 0
+  assert "data.dataset: 'npz' -> 'synthetic'" in switched.stderr
+  assert "--allow_config_changes" in switched.stderr
+  with open(os.path.join(workdir, "config.json")) as f:
+    assert f.read() == saved
+
+  # --workdir alone (and a longer run, allowed), stopped by the clock.
+  second = run_main(f"--workdir={workdir}", "--num_steps=100000",
+                    "--max_train_seconds=0.001")
+  assert second.returncode == 0, second.stderr[-3000:]
+  assert "at step 2" in second.stderr  # "Restored ... at step 2"
+  summary = summary_of(workdir)
+  assert 2 < summary["step"] < 100000 and summary["start_step"] == 2
+  assert checkpoint_steps(workdir)[-1] == summary["step"]
+  with open(os.path.join(workdir, "config.json")) as f:
+    config = json.load(f)
+  assert config["data"]["dataset"] == "npz" and config["data"]["path"] == npz
+  assert config["history"][-1]["changes"] == {
+      "train.num_steps": [2, 100000]}

@@ -29,7 +29,10 @@ from tfglv.rundir.config_file import check_resume_config
 from tfglv.rundir.config_file import config_differences
 from tfglv.rundir.config_file import describe_differences
 from tfglv.rundir.config_file import load_config
+from tfglv.rundir.config_file import load_history
+from tfglv.rundir.config_file import RESUMABLE_FIELDS
 from tfglv.rundir.config_file import save_config
+from tfglv.rundir.config_file import saved_config
 from tfglv.rundir.layout import check_workdir
 from tfglv.rundir.layout import checkpoint_directory
 from tfglv.rundir.layout import CHECKPOINT_DIR
@@ -41,6 +44,7 @@ __all__ = [
     "checkpoints", "config_file", "layout", "recovery", "layout_hint",
     "make_checkpoint", "restore", "saved_variable_count",
     "check_resume_config", "config_differences", "describe_differences",
-    "load_config", "save_config", "check_workdir", "checkpoint_directory",
+    "load_config", "load_history", "RESUMABLE_FIELDS", "save_config",
+    "saved_config", "check_workdir", "checkpoint_directory",
     "CHECKPOINT_DIR", "CONFIG_FILE", "config_path", "latest_checkpoint",
 ]

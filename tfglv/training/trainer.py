@@ -49,10 +49,13 @@ class Trainer:
     config: the Config (validated here).
     workdir: the run's directory; an existing run there is resumed.
     strategy: a tf.distribute strategy; default: `train.strategy`.
+    allow_config_changes: let a resumed run change `train.*`/`data.*`
+      fields outside `rundir.RESUMABLE_FIELDS` (recorded in config.json).
   """
 
   def __init__(self, config: configs.Config, workdir: str,
-               strategy: Optional[tf.distribute.Strategy] = None):
+               strategy: Optional[tf.distribute.Strategy] = None,
+               allow_config_changes: bool = False):
     self.config = configs.validate(config)
     train = config.train
     self.workdir = workdir
@@ -60,7 +63,8 @@ class Trainer:
     validation.check_batch_sizes(train, self.strategy.num_replicas_in_sync)
     validation.check_data(config)
     rundir.check_workdir(workdir)
-    self.config_changes = rundir.check_resume_config(workdir, config)
+    self.config_changes = rundir.check_resume_config(
+        workdir, config, allow_changes=allow_config_changes)
     # Seeds weight initialisation, and TFDS's file and buffer shuffles (which
     # also depend on TF's global seed), so a rerun or resume sees the same.
     keras.utils.set_random_seed(train.seed)
@@ -154,7 +158,7 @@ class Trainer:
       logging.info("Continuing with changed settings: %s",
                    rundir.describe_differences(self.config_changes))
     if distribute.is_chief(self.strategy):
-      rundir.save_config(self.workdir, self.config)
+      rundir.save_config(self.workdir, self.config, self.config_changes)
     self.reporter.start(start_step)
     train_seconds = 0.0
     if start_step < train.num_steps:
