@@ -86,8 +86,13 @@ REGISTRY = {
     flows.AdditiveCoupling: [Entry(_bijector_of(_layer(
         flows.CouplingLayer, transform="additive", **_CONV_COUPLING)),
                                    (2, 3, 3, 4), condition_dim=2)],
-    flows.AffineCoupling: [Entry(_bijector_of(_layer(
-        flows.CouplingLayer, **_MLP_COUPLING)), (3, 4))],
+    flows.AffineCoupling: [
+        Entry(_bijector_of(_layer(flows.CouplingLayer, **_MLP_COUPLING)),
+              (3, 4)),
+        # One image channel: the 2x2 sub-pixels are split.
+        Entry(_bijector_of(_layer(
+            flows.CouplingLayer, num_channels=1, hidden_channels=3,
+            condition_dim=2)), (2, 4, 2, 1), condition_dim=2)],
     flows.FlowChain: [Entry(_chain, (2, 2, 2, 3))],
     flows.OnTrailingChannels: [Entry(_bijector_of(
         _layer(flows.ActNormLayer, num_channels=2),
@@ -120,6 +125,10 @@ REGISTRY = {
               num_trainable=5 + 4 * 7),
         Entry(_layer(flows.GlowStepLayer, num_channels=4, hidden_channels=3,
                      event_rank=1, name_prefix="step0_"), (3, 4),
+              num_trainable=5 + 4 * 7),
+        # Grayscale: all four split patterns on sub-pixels.
+        Entry(_layer(flows.GlowStepLayer, num_channels=1, hidden_channels=3,
+                     condition_dim=2), (2, 4, 4, 1), condition_dim=2,
               num_trainable=5 + 4 * 7)],
     flows.PriorBlockLayer: [Entry(_layer(
         flows.PriorBlockLayer, num_channels=8, factor=4, hidden_channels=3,

@@ -61,6 +61,27 @@ def test_split_patterns(channels, split, order, factor, transformed):
   assert np.abs((y2 - y).numpy()[..., transformed]).max() > 0
 
 
+@pytest.mark.parametrize("split,order,transformed", [
+    # (row, column) within each 2x2 block of the single channel.
+    ("continuous", "up", [(1, 0), (1, 1)]),    # lower row from the upper
+    ("continuous", "down", [(0, 0), (0, 1)]),
+    ("alternate", "up", [(0, 1), (1, 1)]),     # right column from the left
+    ("alternate", "down", [(0, 0), (1, 0)]),
+])
+def test_single_channel_images_split_sub_pixels(split, order, transformed):
+  layer = _coupling(1, dtype="float32", split=split, order=order)
+  x = tf.random.stateless_normal([2, 4, 6, 1], [5, 6])
+  y = layer.bijector.forward(x)
+  assert y.shape == x.shape
+  changed = np.abs(y.numpy() - x.numpy())[..., 0] > 0
+  for row in range(2):
+    for column in range(2):
+      block = changed[:, row::2, column::2]
+      assert block.all() if (row, column) in transformed else not block.any()
+  np.testing.assert_allclose(layer.bijector.inverse(tf.identity(y)), x,
+                             atol=1e-5)
+
+
 @pytest.mark.parametrize("alpha", [0.5, 1.0])
 def test_scale_is_bounded_by_alpha(alpha):
   layer = _coupling(2, dtype="float32", alpha=alpha, event_rank=1)

@@ -20,6 +20,14 @@ Split patterns over C channels, with `n_b = C // factor` transformed:
 Alternate needs factor 2 and an even C; with odd C it falls back to
 continuous (as the authors' code does).
 
+A single-channel image (the first level of a grayscale flow) has no
+channels to split, so its couplings split sub-pixels instead: they work on
+`space_to_depth(x, 2)`, the 4 pixels of each 2x2 block as channels at half
+the side, and map back. Continuous splits then condition the lower row of
+each block on the upper one (or back), alternate splits the right column
+on the left one (or back). Every coupling of a Glow step still transforms
+half of the values, as on colour images.
+
 The network of an image coupling is
   Conv3x3(hidden, no bias) - ELU - Conv1x1(hidden, no bias) + Dense(z)
   - ELU - Conv3x3(out)
@@ -177,18 +185,22 @@ class CouplingLayer(base.FlowLayer):
                        f"{', '.join(TRANSFORMS)}.")
     if not 0.0 < alpha <= 1.0:
       raise ValueError(f"alpha must be in (0, 1]; got {alpha}.")
-    if factor < 2 or num_channels < factor:
+    base.check_event_rank(event_rank)
+    # One image channel: split the 2x2 sub-pixels (see module docstring).
+    self.sub_pixel = event_rank == 3 and num_channels == 1
+    width = 4 if self.sub_pixel else num_channels  # Channels being split.
+    if factor < 2 or width < factor:
       raise ValueError(f"factor must be in [2, num_channels={num_channels}]; "
                        f"got {factor}.")
-    base.check_event_rank(event_rank)
     if split == "alternate" and factor != 2:
       raise ValueError("The alternate split needs factor 2; "
                        f"got factor {factor}.")
     self.num_channels = num_channels
     self.hidden_channels = hidden_channels
     self.requested_split = split
+    self.split_width = width
     # Odd channel counts cannot alternate evenly: fall back to continuous.
-    self.split = "continuous" if num_channels % 2 else split
+    self.split = "continuous" if width % 2 else split
     self.order = order
     self.factor = factor
     self.transform = transform
@@ -196,8 +208,8 @@ class CouplingLayer(base.FlowLayer):
     self.condition_dim = condition_dim
     self.event_rank = event_rank
     self.net_dtype = net_dtype
-    self.num_transformed = num_channels // factor
-    self.num_conditioning = num_channels - self.num_transformed
+    self.num_transformed = width // factor
+    self.num_conditioning = width - self.num_transformed
     out = self.num_transformed * (2 if transform == "affine" else 1)
     network = ConvCouplingNetwork if event_rank == 3 else MLPCouplingNetwork
     self.network = network(self.num_conditioning, out, hidden_channels,
@@ -218,9 +230,11 @@ class CouplingLayer(base.FlowLayer):
 
   def split_channels(self, x):
     """Returns (conditioning, transformed) parts of x."""
+    if self.sub_pixel:
+      x = tf.nn.space_to_depth(x, 2)
     if self.split == "alternate":
       pairs = tf.reshape(
-          x, tf.concat([tf.shape(x)[:-1], [self.num_channels // 2, 2]], 0))
+          x, tf.concat([tf.shape(x)[:-1], [self.split_width // 2, 2]], 0))
       even, odd = tf.unstack(pairs, num=2, axis=-1)
       return (even, odd) if self.order == "up" else (odd, even)
     if self.order == "up":
@@ -234,11 +248,13 @@ class CouplingLayer(base.FlowLayer):
       even, odd = ((conditioning, transformed) if self.order == "up" else
                    (transformed, conditioning))
       pairs = tf.stack([even, odd], axis=-1)
-      return tf.reshape(
-          pairs, tf.concat([tf.shape(even)[:-1], [self.num_channels]], 0))
-    if self.order == "up":
-      return tf.concat([conditioning, transformed], axis=-1)
-    return tf.concat([transformed, conditioning], axis=-1)
+      merged = tf.reshape(
+          pairs, tf.concat([tf.shape(even)[:-1], [self.split_width]], 0))
+    elif self.order == "up":
+      merged = tf.concat([conditioning, transformed], axis=-1)
+    else:
+      merged = tf.concat([transformed, conditioning], axis=-1)
+    return tf.nn.depth_to_space(merged, 2) if self.sub_pixel else merged
 
   def make_bijector(self, *, initializing=False, cached=False):
     del initializing  # No data-dependent parameters.
