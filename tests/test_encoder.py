@@ -39,9 +39,18 @@ def test_cached_head_reads_the_stored_kernel():
   assert not np.array_equal(encoder(x)[0].numpy(), live[0])
 
 
-def test_encoder_rejects_sizes_its_levels_cannot_reach_4x4():
-  with pytest.raises(ValueError, match="maps 16x16 images to 4x4; got 32x32"):
-    encoder_lib.Encoder((32, 32, 3), [8, 8], 4, 6)
+def test_encoder_final_map_and_sizes_its_levels_cannot_halve():
+  # The paper's sizes end at 4x4; others at their own side (28 -> 7).
+  assert encoder_lib.Encoder((32, 32, 3), [8, 8, 8], 4, 6).final_side == 4
+  assert encoder_lib.Encoder((32, 32, 3), [8, 8], 4, 6).final_side == 8
+  encoder = encoder_lib.Encoder((28, 28, 1), [8, 8], 4, 6)
+  assert encoder.final_side == 7
+  assert encoder.head.direction.shape == (7 * 7 * 4, 2 * 6)
+  mean, _ = encoder(tf.zeros([2, 28, 28, 1]))
+  assert mean.shape == (2, 6)
+  with pytest.raises(ValueError, match=r"28x28 does not halve to a map of "
+                     r"at least 2x2 that often: use 1 or 2 levels"):
+    encoder_lib.Encoder((28, 28, 1), [8, 8, 8], 4, 6)
 
 
 def test_encoder_batch_norm_is_synchronised_across_replicas():

@@ -2,6 +2,7 @@
 
 import math
 import os
+import re
 
 import keras
 import numpy as np
@@ -363,3 +364,23 @@ def test_named_configs_build_for_any_channel_count(name, channels):
   _, _, v = model.encode(images)
   np.testing.assert_array_equal(model.decode(tf.zeros([1, 0]), v).numpy(),
                                 images.numpy())
+
+
+def test_28x28_grayscale_fits_tiny_and_odd_sizes_name_the_fix():
+  config = tfglv.configs.get("tiny", image_size=28, channels=1)
+  model = tfglv.build_model(config.model)
+  assert model.encoder.final_side == 7  # 28 -> 14 -> 7
+  images = _images(config, 4, seed=6)
+  model.initialize(images)
+  flow_checks.perturb(model.trainable_variables, stddev=0.03)
+  z, _, v = model.encode(images)
+  np.testing.assert_array_equal(model.decode(z, tf.identity(v)).numpy(),
+                                images.numpy())
+  with pytest.raises(ValueError, match=re.escape(
+      "Either use 3 levels (--set 'model.decoder.num_steps=[2, [6, 6], 4]' "
+      "--set 'model.decoder.hidden_channels=[24, 512, 512]')")):
+    tfglv.configs.get("cifar10", image_size=28)
+  with pytest.raises(ValueError, match=re.escape(
+      "28x28 does not halve to a map of at least 2x2 that often: use 1 or 2 "
+      "levels")):
+    tfglv.configs.get("tiny", image_size=28, encoder__channels=[8, 8, 8])

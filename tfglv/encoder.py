@@ -12,12 +12,12 @@ kernel (the inference cache, `WeightNormLayer.refresh_cache`). Batch norm
 statistics are synchronised across replicas.
 """
 
-import math
 from typing import Sequence
 
 import keras
 import tensorflow as tf
 
+from tfglv.configs import schema
 from tfglv.flows import tracking
 from tfglv.layers import weight_norm
 
@@ -66,7 +66,8 @@ class Encoder(keras.layers.Layer):
   """x in [-1, 1) of shape [N, H, W, C] -> (mean, log_variance), each [N, d_z].
 
   Args:
-    image_shape: (H, W, C); H and W must equal 4 * 2**len(channels).
+    image_shape: (H, W, C); H = W, divisible by 2**len(channels) (the
+      paper's sizes end at 4x4: 32x32 with 3 levels, 64x64 with 4, ...).
     channels: channels per level.
     out_channels: channels of the final 1x1 conv.
     latent_dim: d_z.
@@ -79,13 +80,12 @@ class Encoder(keras.layers.Layer):
                final_init_stddev: float = 0.01, **kwargs):
     super().__init__(**kwargs)
     height, width, in_channels = image_shape
-    expected = 4 * 2 ** len(channels)
-    if height != expected or width != expected:
-      raise ValueError(
-          f"The encoder with {len(channels)} levels maps {expected}x"
-          f"{expected} images to 4x4; got {height}x{width}. Use "
-          f"{int(math.log2(max(height, 4) // 4))} levels (encoder.channels) "
-          "for this size.")
+    problem = schema.encoder_size_problem(height, len(channels))
+    if problem or height != width:
+      raise ValueError(problem or f"The encoder needs square images; got "
+                       f"{height}x{width}.")
+    # The side of the map the head reads (4 at the paper's sizes).
+    self.final_side = height // 2 ** len(channels)
     self.image_shape = tuple(image_shape)
     self.channels = list(channels)
     self.out_channels = out_channels
@@ -115,12 +115,12 @@ class Encoder(keras.layers.Layer):
     return config
 
   def features(self, inputs, training=False):
-    """The flattened input of the head, [N, 16 * out_channels]."""
+    """The flattened input of the head, [N, final_side**2 * out_channels]."""
     h = inputs
     for block in self.blocks:
       h = block(h, training=training)
     h = keras.activations.elu(self.top(h))
-    return tf.reshape(h, [-1, self.out_channels * 16])
+    return tf.reshape(h, [-1, self.out_channels * self.final_side ** 2])
 
   @property
   def head_initialized(self) -> bool:

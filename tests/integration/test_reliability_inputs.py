@@ -121,8 +121,9 @@ def trainer_flag_cases(tmp_path):
        "is not divisible by train.grad_accumulation 3"),
       ([at, "--strategy=tpu"], "value should be one of"),
       ([at, "--set", "image_size=18"], "image_size 18 cannot be divided"),
-      ([at, "--set", "image_size=20"],
-       "The encoder with 2 levels maps 16x16 images to 4x4; got 20x20"),
+      ([at, "--set", "image_size=24", "--set", "encoder.channels=[8, 8, 8, 8]"],
+       "The encoder with 4 levels halves the image 4 times; 24x24 does not "
+       "halve to a map of at least 2x2 that often: use 1 or 2 or 3 levels"),
       ([at, "--set", "latent_dim=7"], "latent_dim must be an even integer"),
       ([at, "--set", "encoder.channels=[8, 8"],
        "Cannot parse '[8, 8' for config field 'encoder.channels'"),

@@ -136,3 +136,20 @@ def test_loss_decreases_on_real_cifar_images(tmp_path):
   configs.save(glow, os.path.join(workdir, "config.json"))
   with pytest.raises(ValueError, match="holds .* model variables"):
     rundir.restore(workdir)
+
+
+def test_a_trainer_that_fails_its_checks_leaves_no_new_workdir(
+    tmp_path, monkeypatch):
+  def fail(config):
+    raise ValueError(f"cannot build {config.variant}")
+
+  monkeypatch.setattr(trainer_lib.model_lib, "build_model", fail)
+  workdir = str(tmp_path / "new" / "run")
+  with pytest.raises(ValueError, match="cannot build glvae"):
+    training.Trainer(tiny(), workdir)
+  assert not os.path.exists(workdir)
+  # An existing directory is the user's: it stays.
+  os.makedirs(workdir)
+  with pytest.raises(ValueError, match="cannot build glvae"):
+    training.Trainer(tiny(), workdir)
+  assert os.path.isdir(workdir)

@@ -224,10 +224,42 @@ def _check_levels(model: ModelConfig):
   divisor = 2 ** (len(levels) - 1)
   if model.image_size % divisor:
     allowed = ", ".join(str(divisor * k) for k in range(1, 5))
+    fewer = max((n for n in range(2, len(levels))
+                 if model.image_size % 2 ** (n - 1) == 0), default=None)
+    fix = ""
+    if fewer:  # Keep the first levels and the last one.
+      steps = levels[:fewer - 1] + levels[-1:]
+      hidden = (decoder.hidden_channels[:fewer - 1] +
+                decoder.hidden_channels[-1:])
+      fix = (f"use {fewer} levels (--set 'model.decoder.num_steps="
+             f"{steps}' --set 'model.decoder.hidden_channels={hidden}'), or ")
     raise ValueError(
         f"image_size {model.image_size} cannot be divided by the "
         f"{len(levels)}-level multi-scale architecture (needs a multiple of "
-        f"{divisor}: {allowed}, ...).")
+        f"{divisor}: {allowed}, ...). Either {fix}resize the images to a "
+        f"multiple of {divisor} (--set model.image_size=N with --set "
+        f"data.augmentation=center_crop).")
+
+
+def encoder_size_problem(image_size: int, num_levels: int):
+  """Why `num_levels` encoder levels cannot take `image_size`, or None.
+
+  Each level halves the image; the head reads the final map, which must be
+  at least 2x2. The message names the level counts that fit.
+  """
+  side = image_size / 2 ** num_levels
+  if side == int(side) and side >= 2:
+    return None
+  fitting = [n for n in range(1, 8)
+             if image_size % 2 ** n == 0 and image_size // 2 ** n >= 2]
+  fix = (f"use {' or '.join(map(str, fitting))} levels (one width each in "
+         f"model.encoder.channels, e.g. --set 'model.encoder.channels="
+         f"{[32] * fitting[-1]}')" if fitting else
+         "no level count fits: use an even image_size >= 4 (pad or resize "
+         "the images)")
+  return (f"The encoder with {num_levels} levels halves the image "
+          f"{num_levels} times; {image_size}x{image_size} does not halve to "
+          f"a map of at least 2x2 that often: {fix}.")
 
 
 def validate_model(model: ModelConfig) -> ModelConfig:
@@ -252,6 +284,11 @@ def validate_model(model: ModelConfig) -> ModelConfig:
         f"latent_dim must be an even integer >= 2 (the prior couplings split "
         f"z in halves); got {model.latent_dim}.")
   _check_levels(model)
+  if model.variant != "glow":  # "glow" has no encoder.
+    problem = encoder_size_problem(model.image_size,
+                                   len(model.encoder.channels))
+    if problem:
+      raise ValueError(problem)
   return model
 
 

@@ -62,7 +62,17 @@ class Trainer:
     self.strategy = strategy or distribute.create_strategy(train.strategy)
     validation.check_batch_sizes(train, self.strategy.num_replicas_in_sync)
     validation.check_data(config)
+    new_workdir = bool(workdir) and not tf.io.gfile.exists(workdir)
     rundir.check_workdir(workdir)
+    try:
+      self._build(allow_config_changes)
+    except BaseException:
+      if new_workdir:  # A run that fails its checks leaves nothing behind.
+        tf.io.gfile.rmtree(workdir)
+      raise
+
+  def _build(self, allow_config_changes: bool):
+    config, workdir, train = self.config, self.workdir, self.config.train
     self.config_changes = rundir.check_resume_config(
         workdir, config, allow_changes=allow_config_changes)
     # Seeds weight initialisation, and TFDS's file and buffer shuffles (which
