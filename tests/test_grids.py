@@ -18,7 +18,7 @@ def test_grid_shape_is_near_square(count, shape):
 
 def test_square_grid_places_images_row_major():
   images = np.arange(5, dtype=np.uint8).reshape(5, 1, 1, 1) * 10
-  grid = grids.square_grid(images)
+  grid = grids.square_grid(images, scale=1)
   # 5 images: 2 rows of 3 cells, 1-pixel images, 2-pixel padding.
   assert grid.shape == (2 * 1 + 3 * 2, 3 * 1 + 4 * 2, 1)
   assert [grid[2, 2, 0], grid[2, 5, 0], grid[2, 8, 0], grid[5, 2, 0],
@@ -27,17 +27,18 @@ def test_square_grid_places_images_row_major():
 
 def test_rows_grid_stacks_rows():
   rows = [np.full((4, 2, 2, 3), value, np.uint8) for value in (1, 2, 3)]
-  grid = grids.rows_grid(rows)
+  grid = grids.rows_grid(rows, scale=1)
   assert grid.shape == (3 * 2 + 4 * 2, 4 * 2 + 5 * 2, 3)
   assert [grid[2 + 4 * row, 2, 0] for row in range(3)] == [1, 2, 3]
   with pytest.raises(ValueError, match="do not fit a 2 x 4 grid"):
-    grids.rows_grid([rows[0], np.concatenate(rows[1:])])
+    grids.rows_grid([rows[0], np.concatenate(rows[1:])], scale=1)
 
 
 def test_image_grid_shape_and_placement():
   rng = np.random.default_rng(0)
   images = rng.integers(0, 200, (5, 4, 3, 1), dtype=np.uint8)
-  grid = grids.image_grid(images, rows=2, cols=3, padding=2, pad_value=255)
+  grid = grids.image_grid(images, rows=2, cols=3, padding=2, pad_value=255,
+                          scale=1)
   assert grid.shape == (2 * 4 + 3 * 2, 3 * 3 + 4 * 2, 1)
   assert grid.dtype == np.uint8
   mask = np.ones(grid.shape[:2], bool)
@@ -53,7 +54,7 @@ def test_image_grid_shape_and_placement():
 def test_image_grid_without_padding_is_a_block_reshape():
   images = np.random.default_rng(1).integers(0, 256, (6, 5, 4, 3),
                                              dtype=np.uint8)
-  grid = grids.image_grid(images, rows=2, cols=3, padding=0)
+  grid = grids.image_grid(images, rows=2, cols=3, padding=0, scale=1)
   expected = images.reshape(2, 3, 5, 4, 3).transpose(0, 2, 1, 3, 4).reshape(
       10, 12, 3)
   np.testing.assert_array_equal(grid, expected)
@@ -79,3 +80,24 @@ def test_save_png_round_trips_and_makes_directories(tmp_path):
   np.testing.assert_array_equal(decoded, grid)
   with pytest.raises(ValueError, match="C in"):
     grids.save_png(path, np.zeros((2, 2, 2), np.uint8))
+
+
+@pytest.mark.parametrize("side,factor", [(1, 96), (16, 6), (28, 4),
+                                         (32, 3), (96, 1), (256, 1)])
+def test_cells_are_enlarged_to_at_least_96_pixels(side, factor):
+  assert grids.cell_scale(side, side) == factor
+  assert side * factor >= grids.MIN_CELL_PIXELS or side >= 96
+
+
+def test_enlargement_is_nearest_neighbour_and_can_be_chosen():
+  images = np.random.default_rng(3).integers(0, 256, (4, 16, 16, 1),
+                                             np.uint8)
+  grid = grids.square_grid(images)  # 16 px -> 6x: 96 px cells.
+  assert grid.shape == (2 * 96 + 3 * 2, 2 * 96 + 3 * 2, 1)
+  cell = grid[2:98, 2:98]
+  np.testing.assert_array_equal(cell[::6, ::6], images[0])
+  np.testing.assert_array_equal(cell, images[0].repeat(6, 0).repeat(6, 1))
+  assert grids.square_grid(images, scale=2).shape == (70, 70, 1)
+  with pytest.raises(ValueError, match="figure scale must be an integer >= "
+                     "0"):
+    grids.square_grid(images, scale=-1)

@@ -13,6 +13,12 @@ this module imports nothing from tfglv.
 Cells after the N-th stay filled with `pad_value`. `square_grid` picks a
 near-square shape (cols = ceil(sqrt(N))); `rows_grid` stacks equal-length
 rows, e.g. originals over their reconstructions.
+
+So that a person can see them, images are enlarged (nearest neighbour,
+each pixel a `scale` x `scale` block) before tiling: by default (`scale`
+0) to cells of at least `MIN_CELL_PIXELS` (96) pixels, e.g. 6x for 16x16
+images, 3x for 32x32, 1x from 96x96 up; H and W above are the enlarged
+sizes.
 """
 
 import math
@@ -23,19 +29,34 @@ import numpy as np
 import tensorflow as tf
 
 PNG_CHANNELS = (1, 3, 4)
+MIN_CELL_PIXELS = 96
+
+
+def cell_scale(height: int, width: int, scale: int = 0) -> int:
+  """The enlargement of H x W cells: `scale`, or for 0 the smallest one
+  that makes both sides at least `MIN_CELL_PIXELS`."""
+  if not isinstance(scale, (int, np.integer)) or scale < 0:
+    raise ValueError(f"figure scale must be an integer >= 0 (0: cells of at "
+                     f"least {MIN_CELL_PIXELS} px); got {scale!r}.")
+  if scale:
+    return int(scale)
+  return max(1, math.ceil(MIN_CELL_PIXELS / max(1, min(height, width))))
 
 
 def image_grid(images, rows: int, cols: int, padding: int = 2,
-               pad_value: int = 255) -> np.ndarray:
+               pad_value: int = 255, scale: int = 0) -> np.ndarray:
   """Tiles uint8 `images` [N, H, W, C] into one uint8 image [h, w, C].
 
   Image i lands in row i // cols, column i % cols; N may be smaller than
-  rows * cols but not larger.
+  rows * cols but not larger. Each image is first enlarged `cell_scale`
+  times (nearest neighbour; `scale` 0: cells of >= 96 px).
   """
   images = np.asarray(images)
   if images.ndim != 4 or images.dtype != np.uint8:
     raise ValueError(f"images must be uint8 [N, H, W, C]; got dtype "
                      f"{images.dtype} and shape {images.shape}.")
+  factor = cell_scale(images.shape[1], images.shape[2], scale)
+  images = images.repeat(factor, axis=1).repeat(factor, axis=2)
   if rows < 1 or cols < 1:
     raise ValueError(f"rows and cols must be >= 1; got rows={rows}, "
                      f"cols={cols}.")
@@ -63,17 +84,18 @@ def grid_shape(count: int) -> Tuple[int, int]:
   return int(math.ceil(count / cols)), cols
 
 
-def square_grid(images) -> np.ndarray:
+def square_grid(images, scale: int = 0) -> np.ndarray:
   """uint8 [N, H, W, C] -> one near-square uint8 grid image."""
   images = np.asarray(images)
   rows, cols = grid_shape(len(images))
-  return image_grid(images, rows, cols)
+  return image_grid(images, rows, cols, scale=scale)
 
 
-def rows_grid(rows_of_images: Sequence) -> np.ndarray:
+def rows_grid(rows_of_images: Sequence, scale: int = 0) -> np.ndarray:
   """Stacks equal-length rows of uint8 images [N, H, W, C] into one grid."""
   images = np.concatenate([np.asarray(r) for r in rows_of_images])
-  return image_grid(images, len(rows_of_images), len(rows_of_images[0]))
+  return image_grid(images, len(rows_of_images), len(rows_of_images[0]),
+                    scale=scale)
 
 
 def save_png(path: str, image) -> None:

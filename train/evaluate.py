@@ -64,6 +64,9 @@ flags.DEFINE_integer("fid_num_samples", _DEFAULTS.fid_num_samples,
 flags.DEFINE_float("fid_temperature", _DEFAULTS.fid_temperature,
                    "Temperature of the FID samples.")
 flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of all evaluation noise.")
+flags.DEFINE_integer("figure_scale", _DEFAULTS.figure_scale,
+                     "Enlarge every figure cell this many times (nearest "
+                     "neighbour); 0: to at least 96 px.")
 
 
 def options_from_flags() -> commands.EvaluationOptions:
@@ -83,7 +86,8 @@ def options_from_flags() -> commands.EvaluationOptions:
       probe_max_iter=FLAGS.probe_max_iter,
       inception_weights=FLAGS.inception_weights,
       fid_num_samples=FLAGS.fid_num_samples,
-      fid_temperature=FLAGS.fid_temperature, seed=FLAGS.seed)
+      fid_temperature=FLAGS.fid_temperature, seed=FLAGS.seed,
+      figure_scale=FLAGS.figure_scale)
 
 
 def main(argv):

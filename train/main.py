@@ -55,6 +55,7 @@ _SHORTCUTS = {
     "eval_every": "train.eval_every",
     "seed": "train.seed",
     "strategy": "train.strategy",
+    "figure_scale": "train.figure_scale",
 }
 flags.DEFINE_enum("model", None, configs.MODEL_VARIANTS,
                   "Model variant (default: glvae).")
@@ -73,6 +74,9 @@ flags.DEFINE_float("learning_rate", None, "Peak AdamW learning rate.")
 flags.DEFINE_integer("checkpoint_every", None, "Steps between checkpoints.")
 flags.DEFINE_integer("eval_every", None, "Steps between test evaluations.")
 flags.DEFINE_integer("seed", None, "Seed of data order, noise and init.")
+flags.DEFINE_integer("figure_scale", None,
+                     "Enlarge the sample PNGs' cells this many times "
+                     "(nearest neighbour); default 0: to at least 96 px.")
 flags.DEFINE_enum("strategy", None, configs.STRATEGIES,
                   "mirrored (default; all local GPUs or CPU devices), "
                   "one_device, or multi_worker (cluster from TF_CONFIG).")

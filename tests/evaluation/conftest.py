@@ -17,5 +17,8 @@ def trained_workdir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def run(trained_workdir):
-  """That run opened for evaluation (an EvaluationRun)."""
-  return runs.load_run(trained_workdir)
+  """That run opened for evaluation (an EvaluationRun), its figures at one
+  pixel per image pixel so that tests can find the cells."""
+  run = runs.load_run(trained_workdir)
+  run.figure_scale = 1
+  return run

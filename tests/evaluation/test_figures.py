@@ -38,7 +38,7 @@ def test_row_blocks_keep_related_images_in_one_column():
   first = np.full((10, 4, 4, 1), 1, np.uint8) * np.arange(10, dtype=np.uint8
                                                           )[:, None, None, None]
   second = first + 100
-  grid = figures._pair_rows([first, second])  # pylint: disable=protected-access
+  grid = figures._pair_rows([first, second], 1)  # pylint: disable=protected-access
   # Two blocks of 8 columns: rows (first 0-7, second 0-7, first 8-9, ...).
   assert grid.shape == (4 * 4 + 5 * PAD, 8 * 4 + 9 * PAD, 1)
   assert _cell(grid, 1, 5, size=4)[0, 0, 0] == 105

@@ -59,7 +59,8 @@ def test_command_line_writes_files_and_tables(command_lines):
                "switch.json"):
     assert os.path.exists(os.path.join(eval_dir, name)), name
   grid = evaluation_testlib.png(os.path.join(eval_dir, "switch.png"))
-  assert grid.shape == (4 * SIZE + 5 * PAD, 2 * SIZE + 3 * PAD, 3)
+  # The command line's default: 16 px images enlarged 6x to 96 px cells.
+  assert grid.shape == (4 * 96 + 5 * PAD, 2 * 96 + 3 * PAD, 3)
 
 
 def test_command_line_bad_input_exits_with_the_message(command_lines):

@@ -70,10 +70,11 @@ def test_a_run_reported_from_start_to_summary(parts, tmp_path, caplog):
   for name in ("samples_t0.7.png", "samples_t1.0.png", "reconstructions.png"):
     with open(os.path.join(workdir, name), "rb") as f:
       shapes[name] = tuple(tf.io.decode_png(f.read()).shape)
-  # 16 samples in 4 x 4 cells; 3 rows of 8 reconstructions; 2-pixel padding.
-  assert shapes == {"samples_t0.7.png": (74, 74, 3),
-                    "samples_t1.0.png": (74, 74, 3),
-                    "reconstructions.png": (56, 146, 3)}
+  # 16 samples in 4 x 4 cells; 3 rows of 8 reconstructions; 2-pixel
+  # padding; 16 px images enlarged 6x to 96 px cells.
+  assert shapes == {"samples_t0.7.png": (394, 394, 3),
+                    "samples_t1.0.png": (394, 394, 3),
+                    "reconstructions.png": (296, 786, 3)}
 
   summary = reporter.summary(0, 4, 1, 1.5, None)
   assert list(summary) == SUMMARY_KEYS
@@ -95,5 +96,5 @@ def test_reconstructions_are_exact_in_their_second_row(parts, tmp_path):
   assert sorted(images) == ["reconstructions", "samples/temperature_0.7",
                             "samples/temperature_1.0"]
   grid = images["reconstructions"]
-  first, second = grid[2:18], grid[20:36]  # Rows 0 and 1, past the padding.
+  first, second = grid[2:98], grid[100:196]  # Rows 0 and 1 (96 px cells).
   np.testing.assert_array_equal(first, second)

@@ -151,6 +151,9 @@ class TrainConfig:
   # (by >= 0.05 bits/dim in all); 0 disables the warning.
   divergence_intervals: int = 3
   sample_every: int = 5000
+  # Enlargement of the sample PNGs' cells (nearest neighbour); 0: each cell
+  # at least 96 px (tfglv.grids).
+  figure_scale: int = 0
   num_posterior_samples: int = 1
   eval_posterior_samples: int = 5
   seed: int = 0
@@ -303,6 +306,9 @@ def validate(config: Config) -> Config:
   if train.divergence_intervals < 0:
     raise ValueError("train.divergence_intervals must be >= 0 (0 disables "
                      f"the warning); got {train.divergence_intervals}.")
+  if train.figure_scale < 0:
+    raise ValueError("train.figure_scale must be >= 0 (0: cells of at least "
+                     f"96 px); got {train.figure_scale}.")
   if train.grad_accumulation < 1:
     raise ValueError("train.grad_accumulation must be >= 1; got "
                      f"{train.grad_accumulation}.")

@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfglv import data
+from tfglv import grids
 from tfglv.data import sources
 from tfglv.evaluation import fid as fid_lib
 from tfglv.evaluation import figures
@@ -65,6 +66,8 @@ class EvaluationOptions:
   fid_temperature: float = 1.0
   seed: int = 0
   progress: bool = True
+  # Enlargement of the figures' cells (nearest neighbour); 0: >= 96 px.
+  figure_scale: int = 0
 
 
 def resolve_tasks(tasks: Sequence[str], fid_available: bool) -> Tuple[str, ...]:
@@ -96,6 +99,7 @@ def check_options(options: EvaluationOptions) -> EvaluationOptions:
                      f"feature vectors); got {options.fid_num_samples}.")
   if not 0 < options.probe_C < math.inf:
     raise ValueError(f"probe_C must be > 0 and finite; got {options.probe_C}.")
+  grids.cell_scale(1, 1, options.figure_scale)  # Raises for a bad scale.
   temperatures = representations.check_temperatures(options.temperatures)
   representations.check_temperatures([options.fid_temperature])
   return dataclasses.replace(options, temperatures=temperatures)
@@ -238,7 +242,8 @@ def run_tasks(workdir: str, tasks: Sequence[str],
     checkpoint: a checkpoint path to evaluate instead of the latest.
     feature_fn: images -> features for FID (tests pass a small network);
       default: InceptionV3 with `options.inception_weights`.
-    run: an already restored run of `workdir` (skips the restore).
+    run: an already restored run of `workdir` (skips the restore; its own
+      `figure_scale` applies).
 
   Returns:
     {task: its result dict}.
@@ -252,6 +257,7 @@ def run_tasks(workdir: str, tasks: Sequence[str],
     feature_name = f"InceptionV3 ({options.inception_weights})"
   if run is None:
     run = runs.load_run(workdir, checkpoint)
+    run.figure_scale = options.figure_scale
   # A split name can be valid yet not exist for this dataset's files.
   data.num_examples(run.config, options.split)
   results = {}

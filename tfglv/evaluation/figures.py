@@ -51,12 +51,12 @@ def write_samples(run: runs.EvaluationRun,
         batch_size=batch_size)
     files[str(temperature)] = run.write_png(
         _temperature_name(temperature),
-        grids.image_grid(images, rows, columns))
+        grids.image_grid(images, rows, columns, scale=run.figure_scale))
   return {"temperatures": list(temperatures), "num_images": num_images,
           "grid": [rows, columns], "seed": seed, "files": files}
 
 
-def _pair_rows(image_rows: Sequence[np.ndarray]) -> np.ndarray:
+def _pair_rows(image_rows: Sequence[np.ndarray], scale: int) -> np.ndarray:
   """Row blocks of up to 8 columns: block b stacks column slice b of every
   row of images, so related images stay one above the other."""
   count = len(image_rows[0])
@@ -69,7 +69,7 @@ def _pair_rows(image_rows: Sequence[np.ndarray]) -> np.ndarray:
                         np.uint8)
       cells.append(np.concatenate([block, padding]))
   cells = np.concatenate(cells)
-  return grids.image_grid(cells, len(cells) // columns, columns)
+  return grids.image_grid(cells, len(cells) // columns, columns, scale=scale)
 
 
 def write_reconstructions(run: runs.EvaluationRun, split: str = "test",
@@ -100,7 +100,8 @@ def write_reconstructions(run: runs.EvaluationRun, split: str = "test",
       "rows": ["x", "decode(encode(x))"],
   }
   result["file"] = run.write_png("reconstructions.png",
-                                 _pair_rows([originals, reconstructed]))
+                                 _pair_rows([originals, reconstructed],
+                                            run.figure_scale))
   run.write_json("reconstructions.json", result)
   return result
 
@@ -131,7 +132,8 @@ def write_switch_grid(run: runs.EvaluationRun, split: str = "test",
       "fraction_changed_by_switch": float(changed),
   }
   result["file"] = run.write_png(
-      "switch.png", _pair_rows([images_a, with_v_a, with_v_b, images_b]))
+      "switch.png", _pair_rows([images_a, with_v_a, with_v_b, images_b],
+                                run.figure_scale))
   run.write_json("switch.json", result)
   return result
 
@@ -162,7 +164,8 @@ def write_interpolation_grids(run: runs.EvaluationRun, split: str = "test",
     flat = cells.reshape((-1,) + cells.shape[2:])
     files.append(run.write_png(f"interpolation_{index}.png",
                                grids.image_grid(flat, len(alphas),
-                                                len(betas))))
+                                                len(betas),
+                                                scale=run.figure_scale)))
   result = {"split": split, "alphas": list(alphas), "betas": list(betas),
             "row_weight": "alpha (z)", "column_weight": "beta (v)",
             "corners_exact": corners_exact, "files": files}

@@ -36,6 +36,8 @@ class EvaluationRun:
   config: configs.Config
   model: model_lib.GLVAE
   step: int
+  # Enlargement of the figures' cells (`tfglv.grids`; 0: >= 96 px).
+  figure_scale: int = 0
 
   @property
   def output_dir(self) -> str:

@@ -30,7 +30,7 @@ RESUMABLE_FIELDS = (
     "train.num_steps", "train.learning_rate", "train.log_every",
     "train.sample_every", "train.eval_every", "train.eval_batches",
     "train.checkpoint_every", "train.keep_checkpoints",
-    "train.divergence_intervals")
+    "train.divergence_intervals", "train.figure_scale")
 # Fields a resumed run may change when allowed to: they change the
 # training, not the model (`model.*` and `name`: never).
 _ALLOWABLE_SECTIONS = ("train.", "data.")

@@ -150,7 +150,7 @@ class Reporter:
         samples = model.sample(NUM_SAMPLES, temperature=temperature,
                                seed=seed)
         images[f"samples/temperature_{temperature}"] = grids.square_grid(
-            samples.numpy())
+            samples.numpy(), scale=self.config.train.figure_scale)
       z, _, v = model.encode(originals)
       exact = model.decode(z, v)
       _, fresh_v = model.sample_latents(
@@ -158,7 +158,8 @@ class Reporter:
           seed=seed + step)
       global_only = model.decode(z, fresh_v)
     images["reconstructions"] = grids.rows_grid(
-        [originals, exact.numpy(), global_only.numpy()])
+        [originals, exact.numpy(), global_only.numpy()],
+        scale=self.config.train.figure_scale)
     return images
 
   def write_images(self, step: int):
