@@ -14,6 +14,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from tfglv import cli
 from tfglv.export_lib import exporter
 from tfglv.export_lib import tflite
 
@@ -55,4 +56,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main, "export.main")

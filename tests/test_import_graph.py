@@ -12,6 +12,7 @@ LAYERS below is the whole table, bottom first:
   level  layer       modules
   0      _compat     tfglv._compat (the private TF/Keras APIs)
   1      configs     tfglv.configs
+  1      cli         tfglv.cli (what the entry points share)
   2      grids       tfglv.grids or tfglv.images (image grids, PNGs)
   3      data        tfglv.data
   4      layers      tfglv.layers
@@ -54,6 +55,7 @@ ENTRY_POINTS = ("train", "export", "bench")
 LAYERS = (
     (0, "_compat", ("tfglv._compat",)),
     (1, "configs", ("tfglv.configs",)),
+    (1, "cli", ("tfglv.cli",)),
     (2, "grids", ("tfglv.grids", "tfglv.images")),
     (3, "data", ("tfglv.data",)),
     (4, "layers", ("tfglv.layers",)),

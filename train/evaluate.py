@@ -15,6 +15,7 @@ from absl import app
 from absl import flags
 import tensorflow as tf
 
+from tfglv import cli
 from tfglv.data import sources
 from tfglv.evaluation import commands
 from tfglv.evaluation import representations
@@ -107,4 +108,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main, "train.evaluate")

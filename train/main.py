@@ -22,6 +22,7 @@ from absl import app
 from absl import flags
 import tensorflow as tf
 
+from tfglv import cli
 from tfglv import configs
 from tfglv import rundir
 from tfglv import training
@@ -177,4 +178,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  cli.run(main, "train.main", flags_parser=parse_flags)

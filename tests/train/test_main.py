@@ -81,6 +81,9 @@ def test_bad_input_stops_before_a_run(tmp_path, args, message):
   result = run_main(f"--workdir={workdir}", *args)
   assert result.returncode != 0
   assert message in result.stderr, result.stderr[-2000:]
+  # One line and a pointer, not the module's docstring and every flag.
+  assert "Kept short" not in result.stderr + result.stdout
+  assert ("FATAL" in result.stderr and "--helpfull" in result.stderr)
   assert not os.path.exists(os.path.join(workdir, "config.json"))
 
 

@@ -14,6 +14,7 @@ import io
 import json
 import os
 import sys
+import time
 from typing import Dict, Optional, Sequence
 
 import keras
@@ -94,20 +95,35 @@ def load_run(workdir: str, checkpoint: Optional[str] = None
 
 
 class ImageProgress:
-  """A progress bar over images; a line every `interval` s off a terminal."""
+  """A progress bar over images on a terminal; elsewhere (a log file, a
+  pipe) a plain line every `interval` s and at the end, with no carriage
+  returns or colour codes."""
 
   def __init__(self, total: int, enabled: bool = True,
                interval: Optional[float] = None):
+    self._terminal = sys.stdout.isatty()
     if interval is None:
-      interval = 0.1 if sys.stdout.isatty() else 15.0
-    self._bar = keras.utils.Progbar(total, unit_name="image",
-                                    verbose=1 if enabled else 0,
-                                    interval=interval)
+      interval = 0.1 if self._terminal else 15.0
+    self._enabled, self._total, self._interval = enabled, total, interval
+    self._bar = None
+    if enabled and self._terminal:
+      self._bar = keras.utils.Progbar(total, unit_name="image",
+                                      interval=interval)
     self._done = 0
+    self._last_line = time.time()
 
   def add(self, count: int, values: Optional[Dict[str, float]] = None):
     self._done += count
-    self._bar.update(self._done, values=list((values or {}).items()))
+    if self._bar is not None:
+      self._bar.update(self._done, values=list((values or {}).items()))
+      return
+    now = time.time()
+    if self._enabled and (self._done >= self._total or
+                          now - self._last_line >= self._interval):
+      self._last_line = now
+      shown = "".join(f" - {key}: {value:.4f}"
+                      for key, value in (values or {}).items())
+      print(f"{self._done}/{self._total} images{shown}", flush=True)
 
 
 def check_count(name: str, value, allow_none: bool = False):
