@@ -37,3 +37,14 @@ def test_writers_write_only_when_enabled(tmp_path):
       tags.update((os.path.basename(os.path.dirname(path)), value.tag)
                   for value in event.summary.value)
   assert tags == {("eval", "bpd"), ("train", "grid")}
+
+
+def test_eta_is_bounded_by_a_time_budget():
+  values = {"loss": 3.5}
+  with mock.patch.object(summaries.time, "time", side_effect=[0.0, 10.0]), \
+      mock.patch.object(summaries.logging, "info") as info:
+    # 1 step in 10 s with 999,999 to go, but only 60 s of budget: 50 s left.
+    summaries.Progress(1000000, interactive=False, max_seconds=60.0).update(
+        1, values)
+  text = info.call_args[0][0] % info.call_args[0][1:]
+  assert text.endswith("ETA 0m50s"), text

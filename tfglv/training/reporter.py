@@ -83,17 +83,21 @@ class Reporter:
     self.progress: Optional[summaries.Progress] = None
 
   # --------------------------------------------------------------- console
-  def start(self, start_step: int):
+  def start(self, start_step: int, max_train_seconds: Optional[float] = None):
     """Announces the run; the progress display starts if steps remain."""
     config, train = self.config, self.config.train
+    budget = (f", at most {max_train_seconds:g} s of training"
+              if max_train_seconds is not None else "")
     logging.info(
         "Training %s (%s) on %s: %d parameters, %d replicas, global batch "
-        "%d, steps %d -> %d.", config.name, config.model.variant, config.data.dataset,
-        num_parameters(self.model), self.strategy.num_replicas_in_sync,
-        train.batch_size, start_step, train.num_steps)
+        "%d, steps %d -> %d%s.", config.name, config.model.variant,
+        config.data.dataset, num_parameters(self.model),
+        self.strategy.num_replicas_in_sync, train.batch_size, start_step,
+        train.num_steps, budget)
     self.start_time = time.time()
     if start_step < train.num_steps:
-      self.progress = summaries.Progress(train.num_steps, start_step)
+      self.progress = summaries.Progress(
+          train.num_steps, start_step, max_seconds=max_train_seconds)
 
   def log_interval(self, step: int, interval: List[Dict],
                    interval_start: float, skipped_steps: float):

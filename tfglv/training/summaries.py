@@ -71,10 +71,13 @@ class Progress:
   """A progress bar on an interactive console, log lines otherwise."""
 
   def __init__(self, num_steps: int, initial_step: int = 0,
-               interactive: Optional[bool] = None):
+               interactive: Optional[bool] = None,
+               max_seconds: Optional[float] = None):
     if interactive is None:
       interactive = sys.stdout.isatty()
     self.num_steps = num_steps
+    # A time budget (--max_train_seconds) bounds the ETA too.
+    self.max_seconds = max_seconds
     self.start_step = initial_step
     self.start_time = time.time()
     self._bar = None
@@ -91,6 +94,8 @@ class Progress:
     done = step - self.start_step
     elapsed = time.time() - self.start_time
     eta = elapsed / max(done, 1) * (self.num_steps - step)
+    if self.max_seconds is not None:
+      eta = max(0.0, min(eta, self.max_seconds - elapsed))
     text = " | ".join(_format(k, v) for k, v in values.items())
     logging.info("step %d/%d | %s | ETA %dm%02ds", step, self.num_steps, text,
                  eta // 60, eta % 60)

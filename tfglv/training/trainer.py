@@ -169,7 +169,7 @@ class Trainer:
                    rundir.describe_differences(self.config_changes))
     if distribute.is_chief(self.strategy):
       rundir.save_config(self.workdir, self.config, self.config_changes)
-    self.reporter.start(start_step)
+    self.reporter.start(start_step, max_train_seconds)
     train_seconds = 0.0
     if start_step < train.num_steps:
       train_seconds = self._train_loop(start_step, max_train_seconds)
