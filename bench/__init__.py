@@ -1,1 +1,6 @@
-"""Benchmarks (scripts that print tables); see bench/README or each module."""
+"""Benchmarks (scripts that print tables); see bench/README or each module.
+
+Importing tfglv first imports TensorFlow without its start-up banner.
+"""
+
+import tfglv  # pylint: disable=unused-import

@@ -11,6 +11,7 @@ LAYERS below is the whole table, bottom first:
 
   level  layer       modules
   0      _compat     tfglv._compat (the private TF/Keras APIs)
+  0      _tf_import  tfglv._tf_import (imports TF without its banner)
   1      configs     tfglv.configs
   1      cli         tfglv.cli (what the entry points share)
   2      grids       tfglv.grids or tfglv.images (image grids, PNGs)
@@ -54,6 +55,7 @@ ENTRY_POINTS = ("train", "export", "bench")
 # (level, layer, modules or packages), bottom first.
 LAYERS = (
     (0, "_compat", ("tfglv._compat",)),
+    (0, "_tf_import", ("tfglv._tf_import",)),
     (1, "configs", ("tfglv.configs",)),
     (1, "cli", ("tfglv.cli",)),
     (2, "grids", ("tfglv.grids", "tfglv.images")),

@@ -12,6 +12,9 @@ import warnings as _warnings
 _warnings.filterwarnings("ignore", category=DeprecationWarning,
                          module=r"tensorflow_probability.*")
 
+from tfglv import _tf_import  # pylint: disable=g-import-not-at-top
+_tf_import.import_tensorflow()  # Before anything imports TF: no banner.
+
 from tfglv import configs  # pylint: disable=g-import-not-at-top
 from tfglv import flows
 from tfglv.model import Encoding, GLVAE, build_model

@@ -84,6 +84,10 @@ def test_bad_input_stops_before_a_run(tmp_path, args, message):
   # One line and a pointer, not the module's docstring and every flag.
   assert "Kept short" not in result.stderr + result.stdout
   assert ("FATAL" in result.stderr and "--helpfull" in result.stderr)
+  # No TensorFlow start-up banner, no CUDA line on a machine without GPUs.
+  for noise in ("oneDNN custom operations", "cuInit",
+                "cpu_feature_guard", "absl::InitializeLog"):
+    assert noise not in result.stderr, noise
   assert not os.path.exists(os.path.join(workdir, "config.json"))
 
 
