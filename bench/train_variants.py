@@ -2,18 +2,25 @@ r"""Trains glvae, glow and glvae_prior_only for equal wall time; prints bpd.
 
 The three variants share one refined-Glow flow (same levels, steps and
 channels); glvae and glvae_prior_only add the encoder and the flow prior.
-Each trains on the real CIFAR-10 subset (an .npz) for the same number of
-seconds, counted from the end of its first (traced) step, then is evaluated
-on the whole test split with k posterior samples. By default the variants
-train at the same time, one process each, so that whatever else loads the
-machine slows them alike; --noparallel trains them one after another.
+Each trains on the same images for the same number of seconds, counted from
+the end of its first (traced) step, then is evaluated on the whole test
+split with k posterior samples. By default the variants train at the same
+time, one process each, so that whatever else loads the machine slows them
+alike; --noparallel trains them one after another.
 
-  python -m bench.train_variants --minutes_per_model=15
+  python -m bench.train_variants --npz=my_images.npz --minutes_per_model=15
   python -m bench.train_variants --noparallel --models=glvae,glow \
       --minutes_per_model=1
 
---npz defaults to the subset of `bench.cifar_subset` ($TFGLV_CIFAR_SUBSET,
-else ../shared/data/cifar10_subset.npz beside the checkout).
+--npz is any .npz of uint8 images `x_train`, `x_test` [N, H, W, C] (square,
+a side divisible by 4, any channel count; the model takes their size).
+Without it: the real CIFAR-10 subset of `bench.cifar_subset` when it is
+there ($TFGLV_CIFAR_SUBSET, else ../shared/data/cifar10_subset.npz beside
+the checkout), else the embedded synthetic data at 32x32, so the command
+works from a fresh clone. Runs go to a new directory (--workdir_root, which
+must not exist yet or be empty; by default a new temporary one); nothing is
+deleted. Each run checkpoints every 500 steps and at the end, and is
+resumable with `python -m train.main --workdir=<root>/<model>`.
 
 The paper's ordering (CIFAR-10, full scale) is
 glvae < glvae_prior_only <= glow in bits/dim.
@@ -22,10 +29,12 @@ glvae < glvae_prior_only <= glow in bits/dim.
 import gc
 import json
 import os
-import shutil
 import subprocess
 import sys
+import tempfile
 import time
+
+import numpy as np
 
 from absl import app
 from absl import flags
@@ -37,41 +46,60 @@ from tfglv import training
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = flags.FLAGS
-flags.DEFINE_string("npz", cifar_subset.path(),
-                    "The .npz of uint8 CIFAR images (x_train, x_test); "
-                    f"default: ${cifar_subset.ENV}, else "
-                    f"{cifar_subset.DEFAULT}.")
+flags.DEFINE_string("npz", None,
+                    "Any .npz of uint8 images x_train, x_test [N, H, W, C]; "
+                    f"default: the CIFAR-10 subset (${cifar_subset.ENV}, else "
+                    f"{cifar_subset.DEFAULT}) if present, else the embedded "
+                    "synthetic data at 32x32.")
 flags.DEFINE_list("models", list(configs.MODEL_VARIANTS), "Variants to train.")
 flags.DEFINE_float("minutes_per_model", 6.0, "Training wall time per model.")
 flags.DEFINE_integer("batch_size", 32, "Global batch.")
 flags.DEFINE_integer("eval_posterior_samples", 5, "k of the test bpd.")
-flags.DEFINE_string("workdir_root", "/tmp/tfglv_bench",
-                    "Where the runs go (emptied first).")
+flags.DEFINE_string("workdir_root", None,
+                    "A new or empty directory for the runs (never emptied "
+                    "or deleted); default: a new temporary directory.")
+flags.DEFINE_string("augmentation", "cifar",
+                    "data.augmentation of the runs (cifar, flip, none).")
 flags.DEFINE_multi_string("set", [], "Extra config overrides, field=value.")
 flags.DEFINE_bool("parallel", True, "Train the variants concurrently, one "
                   "process each (fair under outside load).")
 flags.DEFINE_string("result_json", None, "Internal: where a child process "
                     "writes its row.")
 
-# A 32x32 model that makes visible progress in minutes on two CPU cores.
+# A model that makes visible progress in minutes on two CPU cores (at
+# 32x32; the size and channels follow the data).
 BENCH_MODEL = {
-    "image_size": "32", "latent_dim": "32",
-    "encoder.channels": "[16, 16, 16]", "encoder.out_channels": "4",
-    "prior.num_steps": "2", "prior.hidden_units": "64",
-    "decoder.num_steps": "[1, [2, 2], 2]",
-    "decoder.hidden_channels": "[16, 48, 48]",
+    "model.image_size": "32", "model.latent_dim": "32",
+    "model.encoder.channels": "[16, 16, 16]",
+    "model.encoder.out_channels": "4",
+    "model.prior.num_steps": "2", "model.prior.hidden_units": "64",
+    "model.decoder.num_steps": "[1, [2, 2], 2]",
+    "model.decoder.hidden_channels": "[16, 48, 48]",
 }
+
+
+def data_settings(npz: str):
+  """The data fields of the runs, and the image shape they set."""
+  if not npz:
+    return {"data.dataset": "synthetic", "data.synthetic_size": "8192"}
+  with np.load(npz) as archive:
+    _, height, _, channels = archive["x_train"].shape
+  levels = 3 if height % 8 == 0 and height >= 16 else 2
+  return {"data.dataset": "npz", "data.path": os.path.abspath(npz),
+          "model.image_size": str(height), "model.channels": str(channels),
+          "model.encoder.channels": str([16] * levels)}
 
 
 def bench_config(model: str) -> configs.Config:
   values = dict(BENCH_MODEL)
+  values.update(data_settings(FLAGS.npz))
   values.update({
-      "data.dataset": "npz", "data.path": FLAGS.npz,
-      "data.augmentation": "cifar", "train.strategy": "one_device",
+      "data.augmentation": FLAGS.augmentation,
+      "train.strategy": "one_device",
       "train.batch_size": str(FLAGS.batch_size), "train.num_steps": "1000000",
       "train.warmup_steps": "50", "train.learning_rate": "1e-3",
       "train.weight_decay": "1e-6", "train.log_every": "100",
-      "train.checkpoint_every": "1000000", "train.eval_every": "1000000",
+      "train.checkpoint_every": "500", "train.eval_every": "1000000",
       "train.sample_every": "1000000", "train.eval_batches": "0",
       "train.eval_posterior_samples": str(FLAGS.eval_posterior_samples),
   })
@@ -122,7 +150,8 @@ def train_in_processes(models):
     result = os.path.join(FLAGS.workdir_root, f"{model}.json")
     args = [sys.executable, "-m", "bench.train_variants", f"--models={model}",
             f"--result_json={result}", "--noparallel",
-            f"--npz={FLAGS.npz}", f"--batch_size={FLAGS.batch_size}",
+            f"--npz={FLAGS.npz}", f"--augmentation={FLAGS.augmentation}",
+            f"--batch_size={FLAGS.batch_size}",
             f"--minutes_per_model={FLAGS.minutes_per_model}",
             f"--eval_posterior_samples={FLAGS.eval_posterior_samples}",
             f"--workdir_root={FLAGS.workdir_root}"]
@@ -142,17 +171,26 @@ def train_in_processes(models):
 
 def main(argv):
   del argv
-  if not os.path.exists(FLAGS.npz):
+  if FLAGS.npz is None:
+    default = cifar_subset.path()
+    FLAGS.npz = default if os.path.exists(default) else ""
+  if FLAGS.npz and not os.path.exists(FLAGS.npz):
     raise app.UsageError(
-        f"CIFAR npz not found: {FLAGS.npz}; pass --npz=PATH (or set "
-        f"${cifar_subset.ENV}) to the .npz of uint8 x_train, x_test.")
+        f"--npz {FLAGS.npz} not found: pass the .npz of uint8 x_train, "
+        "x_test, or leave --npz out for the embedded synthetic data.")
   if FLAGS.result_json:  # A child of train_in_processes.
     row = train_one(FLAGS.models[0])
     with open(FLAGS.result_json, "w") as f:
       json.dump(row, f)
     return
-  shutil.rmtree(FLAGS.workdir_root, ignore_errors=True)
-  os.makedirs(FLAGS.workdir_root)
+  if FLAGS.workdir_root is None:
+    FLAGS.workdir_root = tempfile.mkdtemp(prefix="tfglv_variants_")
+  elif os.path.exists(FLAGS.workdir_root) and os.listdir(FLAGS.workdir_root):
+    raise app.UsageError(
+        f"--workdir_root {FLAGS.workdir_root} is not empty; pass a new or "
+        "empty directory (nothing is ever deleted).")
+  os.makedirs(FLAGS.workdir_root, exist_ok=True)
+  print(f"Runs in {FLAGS.workdir_root}", flush=True)
   if FLAGS.parallel:
     rows = train_in_processes(FLAGS.models)
   else:
@@ -161,9 +199,10 @@ def main(argv):
       rows.append(train_one(model))
       gc.collect()
   mode = "concurrently" if FLAGS.parallel else "one after another"
+  source = FLAGS.npz or "the embedded synthetic data"
   print(f"\nEqual wall time: {FLAGS.minutes_per_model:g} min of training per "
-        f"model after its first step ({mode}); batch {FLAGS.batch_size}; real "
-        f"CIFAR subset {FLAGS.npz}; test bpd on the whole test split.\n")
+        f"model after its first step ({mode}); batch {FLAGS.batch_size}; "
+        f"{source}; test bpd on the whole test split.\n")
   print(format_table(rows))
 
 

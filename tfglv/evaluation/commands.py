@@ -148,7 +148,11 @@ def evaluate_bits_per_dim(run: runs.EvaluationRun, split: str = "test",
   result = {"split": split, "num_images": count,
             "posterior_samples": posterior_samples, "step": run.step,
             "config": run.config.name, "model": run.config.model.variant,
-            "dataset": run.config.data.dataset, "seed": seed}
+            "dataset": run.config.data.dataset, "seed": seed,
+            # What "per dim" means here: every value of an H x W x C image
+            # at n_bits (no padding), so tables of other sizes don't compare.
+            "image_shape": list(run.config.model.image_shape),
+            "n_bits": run.config.model.n_bits}
   names = {"loss": "bpd", "iw_loss": "iw_bpd", "nll": "nll", "kl": "kl"}
   for key, name in names.items():
     result[name] = float(np.mean(values[key]))
@@ -168,9 +172,12 @@ def evaluate_bits_per_dim(run: runs.EvaluationRun, split: str = "test",
 def format_bits_per_dim_table(result: Dict) -> str:
   """The bits/dim results as a printed table."""
   k = result["posterior_samples"]
+  height, width, channels = result["image_shape"]
   lines = [
       f"Bits/dim on the {result['split']} split ({result['num_images']} "
-      f"images, k = {k} posterior samples, step {result['step']})",
+      f"images, k = {k} posterior samples, step {result['step']}); per "
+      f"value of the {height}x{width}x{channels} images, "
+      f"{height * width * channels} dims, at {result['n_bits']} bits",
       f"{'Bound':<36}{'bits/dim':>10}{'std. err':>10}",
   ]
   for label, name in (
