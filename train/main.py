@@ -98,6 +98,7 @@ flags.DEFINE_float(
     "--strategy=multi_worker: stop with an error if the workers of "
     "TF_CONFIG have not all started and connected within this time.")
 
+
 def config_from_flags() -> configs.Config:
   """The run's config with every command-line override applied.
 
