@@ -131,3 +131,11 @@ def test_bad_folder(tmp_path):
   assert_value_error(
       tiny(**{"data.dataset": "folder", "data.path": str(tmp_path / "empty")}),
       "has no images", ".png")
+  broken = tmp_path / "broken"
+  broken.mkdir()
+  tf.io.write_file(str(broken / "good.png"), tf.io.encode_png(
+      np.zeros((16, 16, 3), np.uint8)))
+  (broken / "notes.jpg").write_bytes(b"not an image at all")
+  assert_value_error(
+      tiny(**{"data.dataset": "folder", "data.path": str(broken)}),
+      "1 of 2 files are not readable PNG/JPEG images (notes.jpg)")

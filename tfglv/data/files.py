@@ -157,6 +157,27 @@ def _list_images(root: str) -> List[str]:
   return found
 
 
+# How a PNG or JPEG file starts: its first bytes decide, not its name.
+_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
+
+
+def _check_signatures(root: str, relative_paths: List[str]) -> None:
+  """ValueError naming the files that are not PNG/JPEG (8 bytes read each,
+  so a folder of 100k images is checked in seconds, before any training)."""
+  bad = []
+  for relative in relative_paths:
+    with open(os.path.join(root, relative), "rb") as image_file:
+      if not image_file.read(8).startswith(_SIGNATURES):
+        bad.append(relative)
+  if bad:
+    shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3
+                                  else "")
+    raise ValueError(
+        f"image folder {root!r}: {len(bad)} of {len(relative_paths)} files "
+        f"are not readable PNG/JPEG images ({shown}); remove or convert "
+        f"them.")
+
+
 def _folder_labels(relative_paths: List[str]) -> Tuple[np.ndarray, List[str]]:
   """Labels images by their first-level sub-folder when all have one."""
   tops = [p.split(os.sep)[0] if os.sep in p else None for p in relative_paths]
@@ -189,6 +210,7 @@ def load_folder(path: str) -> Dict[str, Columns]:
     raise ValueError(
         f"image folder {path!r} has no images; expected files ending in "
         f"{', '.join(IMAGE_EXTENSIONS)} (searched recursively).")
+  _check_signatures(path, relative)
   labels, _ = _folder_labels(relative)
   is_test = np.array([_is_test_file(p) for p in relative], bool)
   full = np.array([os.path.join(path, p) for p in relative])
