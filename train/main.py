@@ -164,6 +164,10 @@ def main(argv):
     if FLAGS.num_cpu_devices:
       training.configure_cpu_devices(FLAGS.num_cpu_devices)
     config = config_from_flags()
+    if FLAGS.max_train_seconds and config.train.strategy == "multi_worker":
+      raise ValueError("--max_train_seconds is not supported with "
+                       "--strategy=multi_worker: each worker would stop at "
+                       "its own step. Use --num_steps.")
     strategy = training.create_strategy(
         config.train.strategy,
         multi_worker_timeout_seconds=FLAGS.multi_worker_timeout_seconds)

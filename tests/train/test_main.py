@@ -75,6 +75,8 @@ def test_two_replicas_train_checkpoint_and_resume(tmp_path):
     (["--config=huge"], "value should be one of"),
     (["--set", "train.bogus=1"], "Unknown config field 'train.bogus'"),
     (["--num_cpu_devices=2", "--batch_size=7"], "not divisible by the 2"),
+    (["--strategy=multi_worker", "--max_train_seconds=60"],
+     "--max_train_seconds is not supported with --strategy=multi_worker"),
 ])
 def test_bad_input_stops_before_a_run(tmp_path, args, message):
   workdir = str(tmp_path / "run")
