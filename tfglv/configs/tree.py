@@ -136,20 +136,22 @@ def model_from_dict(values: Dict[str, Any]) -> schema.ModelConfig:
   return _build(schema.ModelConfig, values)
 
 
-def to_json(config: schema.Config) -> str:
-  return json.dumps(to_dict(config), indent=2, sort_keys=True)
+def to_json(config: schema.Config, **extra) -> str:
+  """The config as JSON; `extra` adds top-level keys beside its fields."""
+  return json.dumps({**to_dict(config), **extra}, indent=2, sort_keys=True)
 
 
 def from_json(text: str) -> schema.Config:
   return from_dict(json.loads(text))
 
 
-def save(config: schema.Config, path: str):
-  """Writes `config` as JSON; atomically, so a killed run never leaves half."""
+def save(config: schema.Config, path: str, **extra):
+  """Writes `config` as JSON (with `extra` top-level keys); atomically, so a
+  killed run never leaves half."""
   import tensorflow as tf  # Local import: configs stay importable without TF.
   temporary = f"{path}.tmp"
   with tf.io.gfile.GFile(temporary, "w") as f:
-    f.write(to_json(config))
+    f.write(to_json(config, **extra))
   tf.io.gfile.rename(temporary, path, overwrite=True)
 
 

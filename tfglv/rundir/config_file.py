@@ -76,14 +76,8 @@ def save_config(workdir: str, config: configs.Config, changes: Dict = None):
         "time": datetime.datetime.now(datetime.timezone.utc).strftime(
             "%Y-%m-%dT%H:%M:%SZ"),
         "changes": {key: list(value) for key, value in changes.items()}})
-  values = configs.to_dict(config)
-  if history:
-    values[_HISTORY] = history
-  path = layout.config_path(workdir)
-  temporary = f"{path}.tmp"
-  with tf.io.gfile.GFile(temporary, "w") as f:
-    f.write(json.dumps(values, indent=2, sort_keys=True))
-  tf.io.gfile.rename(temporary, path, overwrite=True)
+  configs.save(config, layout.config_path(workdir),
+               **({_HISTORY: history} if history else {}))
 
 
 def _flatten(values: Dict, prefix: str = "") -> Dict:
