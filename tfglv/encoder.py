@@ -19,18 +19,18 @@ import tensorflow as tf
 
 from tfglv.configs import schema
 from tfglv.flows import tracking
+from tfglv.layers import arguments
 from tfglv.layers import weight_norm
 
 
-class ResidualBlock(keras.layers.Layer):
+class ResidualBlock(arguments.KeepsArguments, keras.layers.Layer):
   """conv3x3-BN-ELU-conv3x3-BN + shortcut, then ELU."""
 
   def __init__(self, in_channels: int, channels: int, stride: int = 1,
                **kwargs):
     super().__init__(**kwargs)
-    self.in_channels = in_channels
-    self.channels = channels
-    self.stride = stride
+    self.keep_arguments(in_channels=in_channels, channels=channels,
+                        stride=stride)
     bn = lambda name: keras.layers.BatchNormalization(
         synchronized=True, momentum=0.9, epsilon=1e-5, name=name)
     self.conv1 = keras.layers.Conv2D(channels, 3, strides=stride,
@@ -46,12 +46,6 @@ class ResidualBlock(keras.layers.Layer):
           channels, 1, strides=stride, use_bias=False, name="shortcut_conv")
       self.shortcut_bn = bn("shortcut_bn")
 
-  def get_config(self):
-    config = super().get_config()
-    config.update(in_channels=self.in_channels, channels=self.channels,
-                  stride=self.stride)
-    return config
-
   def call(self, inputs, training=False):
     h = keras.activations.elu(self.bn1(self.conv1(inputs), training=training))
     h = self.bn2(self.conv2(h), training=training)
@@ -62,7 +56,7 @@ class ResidualBlock(keras.layers.Layer):
     return keras.activations.elu(h + shortcut)
 
 
-class Encoder(keras.layers.Layer):
+class Encoder(arguments.KeepsArguments, keras.layers.Layer):
   """x in [-1, 1) of shape [N, H, W, C] -> (mean, log_variance), each [N, d_z].
 
   Args:
@@ -86,11 +80,10 @@ class Encoder(keras.layers.Layer):
                        f"{height}x{width}.")
     # The side of the map the head reads (4 at the paper's sizes).
     self.final_side = height // 2 ** len(channels)
-    self.image_shape = tuple(image_shape)
-    self.channels = list(channels)
-    self.out_channels = out_channels
-    self.latent_dim = latent_dim
-    self.final_init_stddev = final_init_stddev
+    self.keep_arguments(image_shape=tuple(image_shape),
+                        channels=list(channels), out_channels=out_channels,
+                        latent_dim=latent_dim,
+                        final_init_stddev=final_init_stddev)
     self.blocks = []
     c = in_channels
     for level, width_ in enumerate(channels):
@@ -106,13 +99,6 @@ class Encoder(keras.layers.Layer):
         2 * latent_dim, init_scale=final_init_stddev, name="head")
     # Create every variable now, so the model is complete before any data.
     self(tf.zeros((1,) + self.image_shape, dtype=self.compute_dtype))
-
-  def get_config(self):
-    config = super().get_config()
-    config.update(image_shape=self.image_shape, channels=self.channels,
-                  out_channels=self.out_channels, latent_dim=self.latent_dim,
-                  final_init_stddev=self.final_init_stddev)
-    return config
 
   def features(self, inputs, training=False):
     """The flattened input of the head, [N, final_side**2 * out_channels]."""

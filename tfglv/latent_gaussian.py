@@ -17,9 +17,10 @@ import tensorflow as tf
 from tfglv.flows import base
 from tfglv.flows import multiscale
 from tfglv.flows import tracking
+from tfglv.layers import arguments
 
 
-class LatentGaussian(keras.layers.Layer):
+class LatentGaussian(arguments.KeepsArguments, keras.layers.Layer):
   """z -> per-channel mean and log-scale of each latent piece of v.
 
   Used by "glvae_prior_only". Zero-initialised, so it starts as N(0, I).
@@ -27,8 +28,8 @@ class LatentGaussian(keras.layers.Layer):
 
   def __init__(self, latent_dim, piece_shapes, **kwargs):
     super().__init__(**kwargs)
-    self.latent_dim = latent_dim
-    self.piece_shapes = [tuple(s) for s in piece_shapes]
+    self.keep_arguments(latent_dim=latent_dim,
+                        piece_shapes=[tuple(s) for s in piece_shapes])
     self.projections = []
     for index, (_, _, c) in enumerate(self.piece_shapes):
       dense = keras.layers.Dense(2 * c, kernel_initializer="zeros",
@@ -37,11 +38,6 @@ class LatentGaussian(keras.layers.Layer):
       dense.build((None, latent_dim))
       self.projections.append(tracking.register(self, dense))
     self.built = True
-
-  def get_config(self):
-    config = super().get_config()
-    config.update(latent_dim=self.latent_dim, piece_shapes=self.piece_shapes)
-    return config
 
   def pieces(self, z):
     """Lists of [N, h, w, c] means and log-scales, one per piece."""

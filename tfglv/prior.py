@@ -48,10 +48,8 @@ class PriorFlowLayer(base.FlowLayer):
     if latent_dim < 2 or latent_dim % 2:
       raise ValueError(f"latent_dim must be an even integer >= 2; got "
                        f"{latent_dim}.")
-    self.latent_dim = latent_dim
-    self.num_steps = num_steps
-    self.hidden_units = hidden_units
-    self.alpha = alpha
+    self.keep_arguments(latent_dim=latent_dim, num_steps=num_steps,
+                        hidden_units=hidden_units, alpha=alpha)
     self.steps = []
     for k in range(num_steps):
       step = glow_step.GlowStepLayer(
@@ -61,12 +59,6 @@ class PriorFlowLayer(base.FlowLayer):
         tracking.register(self, piece)
       self.steps.append(step)
     self.built = True
-
-  def get_config(self):
-    config = super().get_config()
-    config.update(latent_dim=self.latent_dim, num_steps=self.num_steps,
-                  hidden_units=self.hidden_units, alpha=self.alpha)
-    return config
 
   def make_bijector(self, *, initializing=False, cached=False):
     chains = [step.make_bijector(initializing=initializing, cached=cached)

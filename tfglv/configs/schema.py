@@ -129,7 +129,8 @@ class DataConfig:
 
 @dataclasses.dataclass
 class TrainConfig:
-  """Optimisation and bookkeeping (DESIGN section 5)."""
+  """Optimisation (DESIGN section 5) and the run's bookkeeping: when to log,
+  evaluate, draw samples and checkpoint."""
   batch_size: int = 512
   num_steps: int = 100000
   learning_rate: float = 1e-3

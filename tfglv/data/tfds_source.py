@@ -34,26 +34,29 @@ class TfdsDataset:
   needs_tensorflow_io: bool = False
 
 
+def _downloads(url: str, *file_names: str) -> Tuple[Tuple[str, str], ...]:
+  """(file name, url + file name) for files in one online folder."""
+  return tuple((name, url + name) for name in file_names)
+
+
+# For datasets without a test split: their validation split stands in.
+_VALIDATION_AS_TEST = {"train": "train", "test": "validation"}
+
 TFDS_DATASETS = {
     "cifar10": TfdsDataset(
         splits={"train": "train", "test": "test"},
-        archives=(("cifar-10-binary.tar.gz",
-                   "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"),),
+        archives=_downloads("https://www.cs.toronto.edu/~kriz/",
+                            "cifar-10-binary.tar.gz"),
         image_size=32, label_key="label"),
     "downsampled_imagenet/64x64": TfdsDataset(
-        # This dataset has no test split; its validation split stands in.
-        splits={"train": "train", "test": "validation"},
-        archives=(("train_64x64.tar",
-                   "http://image-net.org/small/train_64x64.tar"),
-                  ("valid_64x64.tar",
-                   "http://image-net.org/small/valid_64x64.tar")),
+        splits=_VALIDATION_AS_TEST,
+        archives=_downloads("http://image-net.org/small/",
+                            "train_64x64.tar", "valid_64x64.tar"),
         image_size=64),
     "lsun/bedroom": TfdsDataset(
-        splits={"train": "train", "test": "validation"},
-        archives=(("bedroom_train_lmdb.zip",
-                   "http://dl.yf.io/lsun/scenes/bedroom_train_lmdb.zip"),
-                  ("bedroom_val_lmdb.zip",
-                   "http://dl.yf.io/lsun/scenes/bedroom_val_lmdb.zip")),
+        splits=_VALIDATION_AS_TEST,
+        archives=_downloads("http://dl.yf.io/lsun/scenes/",
+                            "bedroom_train_lmdb.zip", "bedroom_val_lmdb.zip"),
         image_size=None, needs_tensorflow_io=True,
         note="Preparing reads LMDB through the tensorflow-io package, which "
              "is not in tfglv's pinned stack (its newest release, 0.37.1, "

@@ -26,9 +26,8 @@ class ActNormLayer(base.FlowLayer):
     if num_channels < 1:
       raise ValueError(f"num_channels must be >= 1; got {num_channels}.")
     base.check_event_rank(event_rank)
-    self.num_channels = num_channels
-    self.event_rank = event_rank
-    self.epsilon = epsilon
+    self.keep_arguments(num_channels=num_channels, event_rank=event_rank,
+                        epsilon=epsilon)
     self.log_scale = self.add_weight(
         shape=(num_channels,), initializer="zeros", name="log_scale")
     self.bias = self.add_weight(
@@ -37,12 +36,6 @@ class ActNormLayer(base.FlowLayer):
         shape=(), initializer="zeros", dtype="int32", trainable=False,
         name="initialized", aggregation="only_first_replica")
     self.built = True
-
-  def get_config(self):
-    config = super().get_config()
-    config.update(num_channels=self.num_channels, event_rank=self.event_rank,
-                  epsilon=self.epsilon)
-    return config
 
   def initialize_from(self, x):
     """Sets zero-mean, unit-variance outputs on `x` and marks initialised."""

@@ -36,6 +36,8 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfglv.layers import arguments
+
 tfb = tfp.bijectors
 
 
@@ -86,7 +88,7 @@ class LayerBijector(FlowBijector):
                      name=name)
 
 
-class FlowLayer(keras.layers.Layer):
+class FlowLayer(arguments.KeepsArguments, keras.layers.Layer):
   """A Keras layer that owns a flow piece's variables and makes its bijector.
 
   Subclasses implement `make_bijector`; see the module docstring for the

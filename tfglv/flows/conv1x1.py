@@ -40,10 +40,8 @@ class InvertibleConv1x1Layer(base.FlowLayer):
     if num_channels < 1:
       raise ValueError(f"num_channels must be >= 1; got {num_channels}.")
     base.check_event_rank(event_rank)
-    self.num_channels = num_channels
-    self.event_rank = event_rank
-    self.parameterization = parameterization
-    self.seed = seed
+    self.keep_arguments(num_channels=num_channels, event_rank=event_rank,
+                        parameterization=parameterization, seed=seed)
     c = num_channels
     orthogonal = keras.initializers.Orthogonal(seed=seed)
     if parameterization == "full":
@@ -75,12 +73,6 @@ class InvertibleConv1x1Layer(base.FlowLayer):
         shape=(), initializer="zeros", trainable=False,
         name="cached_log_abs_det")
     self.built = True
-
-  def get_config(self):
-    config = super().get_config()
-    config.update(num_channels=self.num_channels, event_rank=self.event_rank,
-                  parameterization=self.parameterization, seed=self.seed)
-    return config
 
   def weight_matrix(self, dtype):
     """W as a tensor of `dtype`."""

@@ -55,6 +55,7 @@ import keras
 import tensorflow as tf
 
 from tfglv.flows import base
+from tfglv.layers import arguments
 from tfglv.layers import weight_norm
 
 SPLITS = ("continuous", "alternate")
@@ -62,16 +63,15 @@ ORDERS = ("up", "down")
 TRANSFORMS = ("affine", "additive")
 
 
-class ConvCouplingNetwork(keras.layers.Layer):
+class ConvCouplingNetwork(arguments.KeepsArguments, keras.layers.Layer):
   """Conv3x3 - ELU - Conv1x1 (+ Dense(z)) - ELU - WeightNormConv3x3 (g = 0)."""
 
   def __init__(self, in_channels: int, out_channels: int, hidden_channels: int,
                condition_dim: int = 0, **kwargs):
     super().__init__(**kwargs)
-    self.in_channels = in_channels
-    self.out_channels = out_channels
-    self.hidden_channels = hidden_channels
-    self.condition_dim = condition_dim
+    self.keep_arguments(in_channels=in_channels, out_channels=out_channels,
+                        hidden_channels=hidden_channels,
+                        condition_dim=condition_dim)
     policy = self.dtype_policy
     self.conv_in = keras.layers.Conv2D(
         hidden_channels, 3, padding="same", use_bias=False, dtype=policy,
@@ -95,13 +95,6 @@ class ConvCouplingNetwork(keras.layers.Layer):
     self.conv_out.build((None, None, None, hidden_channels))
     self.built = True
 
-  def get_config(self):
-    config = super().get_config()
-    config.update(in_channels=self.in_channels, out_channels=self.out_channels,
-                  hidden_channels=self.hidden_channels,
-                  condition_dim=self.condition_dim)
-    return config
-
   def call(self, inputs, condition=None, cached=False):
     h = keras.activations.elu(self.conv_in(inputs))
     h = self.conv_hidden(h)
@@ -113,7 +106,7 @@ class ConvCouplingNetwork(keras.layers.Layer):
     return self.conv_out(h, cached=cached)
 
 
-class MLPCouplingNetwork(keras.layers.Layer):
+class MLPCouplingNetwork(arguments.KeepsArguments, keras.layers.Layer):
   """Dense(H) - ELU - Dense(H) - ELU - WeightNormDense(out) (g = 0)."""
 
   def __init__(self, in_channels: int, out_channels: int, hidden_channels: int,
@@ -122,10 +115,8 @@ class MLPCouplingNetwork(keras.layers.Layer):
     if condition_dim:
       raise ValueError("MLP couplings (the prior on z) are unconditional; "
                        f"got condition_dim={condition_dim}.")
-    self.in_channels = in_channels
-    self.out_channels = out_channels
-    self.hidden_channels = hidden_channels
-    self.condition_dim = 0
+    self.keep_arguments(in_channels=in_channels, out_channels=out_channels,
+                        hidden_channels=hidden_channels, condition_dim=0)
     policy = self.dtype_policy
     self.dense_in = keras.layers.Dense(
         hidden_channels, kernel_initializer=weight_norm.fan_in_uniform(),
@@ -139,12 +130,6 @@ class MLPCouplingNetwork(keras.layers.Layer):
     self.dense_hidden.build((None, hidden_channels))
     self.dense_out.build((None, hidden_channels))
     self.built = True
-
-  def get_config(self):
-    config = super().get_config()
-    config.update(in_channels=self.in_channels, out_channels=self.out_channels,
-                  hidden_channels=self.hidden_channels)
-    return config
 
   def call(self, inputs, condition=None, cached=False):
     h = keras.activations.elu(self.dense_in(inputs))
@@ -195,19 +180,16 @@ class CouplingLayer(base.FlowLayer):
     if split == "alternate" and factor != 2:
       raise ValueError("The alternate split needs factor 2; "
                        f"got factor {factor}.")
-    self.num_channels = num_channels
-    self.hidden_channels = hidden_channels
+    self.keep_arguments(
+        num_channels=num_channels, hidden_channels=hidden_channels,
+        split=split, order=order, factor=factor, transform=transform,
+        alpha=alpha, condition_dim=condition_dim, event_rank=event_rank,
+        net_dtype=net_dtype)
     self.requested_split = split
     self.split_width = width
-    # Odd channel counts cannot alternate evenly: fall back to continuous.
+    # Odd channel counts cannot alternate evenly: fall back to continuous
+    # (the config keeps the requested split).
     self.split = "continuous" if width % 2 else split
-    self.order = order
-    self.factor = factor
-    self.transform = transform
-    self.alpha = alpha
-    self.condition_dim = condition_dim
-    self.event_rank = event_rank
-    self.net_dtype = net_dtype
     self.num_transformed = width // factor
     self.num_conditioning = width - self.num_transformed
     out = self.num_transformed * (2 if transform == "affine" else 1)
@@ -217,16 +199,6 @@ class CouplingLayer(base.FlowLayer):
                            dtype=net_dtype or self.dtype_policy,
                            name="network")
     self.built = True
-
-  def get_config(self):
-    config = super().get_config()
-    config.update(num_channels=self.num_channels,
-                  hidden_channels=self.hidden_channels,
-                  split=self.requested_split, order=self.order,
-                  factor=self.factor, transform=self.transform,
-                  alpha=self.alpha, condition_dim=self.condition_dim,
-                  event_rank=self.event_rank, net_dtype=self.net_dtype)
-    return config
 
   def split_channels(self, x):
     """Returns (conditioning, transformed) parts of x."""

@@ -48,16 +48,12 @@ class GlowStepLayer(base.FlowLayer):
                event_rank: int = 3, name_prefix: str = "", **kwargs):
     super().__init__(**kwargs)
     base.check_event_rank(event_rank)
-    self.num_channels = num_channels
-    self.hidden_channels = hidden_channels
-    self.condition_dim = condition_dim
-    self.transform = transform
-    self.alpha = alpha
-    self.conv1x1_parameterization = conv1x1_parameterization
-    self.net_dtype = net_dtype
-    self.seed = seed
-    self.event_rank = event_rank
-    self.name_prefix = name_prefix
+    self.keep_arguments(
+        num_channels=num_channels, hidden_channels=hidden_channels,
+        condition_dim=condition_dim, transform=transform, alpha=alpha,
+        conv1x1_parameterization=conv1x1_parameterization,
+        net_dtype=net_dtype, seed=seed, event_rank=event_rank,
+        name_prefix=name_prefix)
     policy = self.dtype_policy
     common = dict(event_rank=event_rank, dtype=policy)
     self.actnorm_in = actnorm.ActNormLayer(
@@ -82,17 +78,6 @@ class GlowStepLayer(base.FlowLayer):
     self.coupling_alternate_up = coupling_layer("alternate", "up")
     self.coupling_alternate_down = coupling_layer("alternate", "down")
     self.built = True
-
-  def get_config(self):
-    config = super().get_config()
-    config.update(num_channels=self.num_channels,
-                  hidden_channels=self.hidden_channels,
-                  condition_dim=self.condition_dim, transform=self.transform,
-                  alpha=self.alpha,
-                  conv1x1_parameterization=self.conv1x1_parameterization,
-                  net_dtype=self.net_dtype, seed=self.seed,
-                  event_rank=self.event_rank, name_prefix=self.name_prefix)
-    return config
 
   @property
   def pieces(self):

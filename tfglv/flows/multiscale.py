@@ -43,8 +43,12 @@ class PriorBlockLayer(base.FlowLayer):
                alpha: float = 1.0, conv1x1_parameterization: str = "full",
                net_dtype: Optional[str] = None, **kwargs):
     super().__init__(**kwargs)
-    self.num_channels = num_channels
-    self.factor = factor
+    self.keep_arguments(
+        num_channels=num_channels, factor=factor,
+        hidden_channels=hidden_channels, condition_dim=condition_dim,
+        transform=transform, alpha=alpha,
+        conv1x1_parameterization=conv1x1_parameterization,
+        net_dtype=net_dtype)
     self.num_leaving = num_channels // factor
     self.num_kept = num_channels - self.num_leaving
     policy = self.dtype_policy
@@ -58,18 +62,7 @@ class PriorBlockLayer(base.FlowLayer):
         name="coupling")
     self.actnorm = actnorm.ActNormLayer(self.num_leaving, dtype=policy,
                                         name="actnorm")
-    self._config = dict(num_channels=num_channels, factor=factor,
-                        hidden_channels=hidden_channels,
-                        condition_dim=condition_dim, transform=transform,
-                        alpha=alpha,
-                        conv1x1_parameterization=conv1x1_parameterization,
-                        net_dtype=net_dtype)
     self.built = True
-
-  def get_config(self):
-    config = super().get_config()
-    config.update(self._config)
-    return config
 
   def make_bijector(self, *, initializing=False, cached=False):
     options = dict(initializing=initializing, cached=cached)
@@ -113,19 +106,18 @@ class MultiScaleFlowLayer(base.FlowLayer):
           f"Image size {height}x{width} cannot be divided by the "
           f"{num_levels}-level multi-scale architecture: height and width "
           f"must be multiples of {2 ** (num_levels - 1)}.")
-    self.image_shape = tuple(image_shape)
-    self.num_steps = [list(s) if isinstance(s, (list, tuple)) else int(s)
-                      for s in num_steps]
-    self.hidden_channels = list(hidden_channels)
-    self.num_prior_blocks = num_prior_blocks
-    self.condition_dim = condition_dim
-    self._layer_config = dict(
-        transform=transform, alpha=alpha,
-        conv1x1_parameterization=conv1x1_parameterization,
-        net_dtype=net_dtype)
-    policy = self.dtype_policy
-    common = dict(condition_dim=condition_dim, dtype=policy,
-                  **self._layer_config)
+    pieces = dict(transform=transform, alpha=alpha,
+                  conv1x1_parameterization=conv1x1_parameterization,
+                  net_dtype=net_dtype)
+    self.keep_arguments(
+        image_shape=tuple(image_shape),
+        num_steps=[list(s) if isinstance(s, (list, tuple)) else int(s)
+                   for s in num_steps],
+        hidden_channels=list(hidden_channels),
+        num_prior_blocks=num_prior_blocks, condition_dim=condition_dim,
+        **pieces)
+    common = dict(condition_dim=condition_dim, dtype=self.dtype_policy,
+                  **pieces)
 
     # levels[i] is a list of sub-blocks; a sub-block is (steps, prior_block
     # or None). External levels have one sub-block without a prior block.
@@ -171,14 +163,6 @@ class MultiScaleFlowLayer(base.FlowLayer):
     self.piece_shapes.append((h, w, c))
     self.top_channels = c
     self.built = True
-
-  def get_config(self):
-    config = super().get_config()
-    config.update(image_shape=self.image_shape, num_steps=self.num_steps,
-                  hidden_channels=self.hidden_channels,
-                  num_prior_blocks=self.num_prior_blocks,
-                  condition_dim=self.condition_dim, **self._layer_config)
-    return config
 
   def make_bijector(self, *, initializing=False, cached=False):
     return MultiScaleFlow(self, initializing=initializing, cached=cached,

@@ -36,11 +36,13 @@ from typing import Tuple
 import keras
 import tensorflow as tf
 
+from tfglv.layers import arguments
+
 # The authors' initial standard deviation of the direction `v`.
 DIRECTION_STDDEV = 0.05
 
 
-class WeightNormLayer(keras.layers.Layer):
+class WeightNormLayer(arguments.KeepsArguments, keras.layers.Layer):
   """Shared state and initialisation of the weight-normalised layers."""
 
   def __init__(self, units: int, init_scale: float = 0.0,
@@ -51,10 +53,8 @@ class WeightNormLayer(keras.layers.Layer):
     if not init_scale >= 0:
       raise ValueError(f"init_scale must be >= 0 (0: start at exactly zero; "
                        f"> 0: data-dependent output std); got {init_scale}.")
-    self.units = units
-    self.init_scale = float(init_scale)
-    self.epsilon = epsilon
-    self.seed = seed
+    self.keep_arguments(units=units, init_scale=float(init_scale),
+                        epsilon=epsilon, seed=seed)
     self.initialized = None
 
   @property
@@ -130,12 +130,6 @@ class WeightNormLayer(keras.layers.Layer):
     self.bias.assign(-mean * length)
     self.initialized.assign(1)
 
-  def get_config(self):
-    config = super().get_config()
-    config.update(units=self.units, init_scale=self.init_scale,
-                  epsilon=self.epsilon, seed=self.seed)
-    return config
-
 
 @keras.saving.register_keras_serializable(package="tfglv")
 class WeightNormDense(WeightNormLayer):
@@ -170,20 +164,14 @@ class WeightNormConv2D(WeightNormLayer):
       raise ValueError(f"kernel_size must be an odd integer >= 1; got "
                        f"{kernel_size}.")
     super().__init__(filters, init_scale=init_scale, **kwargs)
-    self.filters = filters
-    self.kernel_size = kernel_size
+    self.keep_arguments(filters=filters, kernel_size=kernel_size)
+    self.forget_arguments("units")  # `filters` here.
 
   def _kernel_shape(self, input_dim):
     return (self.kernel_size, self.kernel_size, input_dim, self.filters)
 
   def _apply(self, inputs, kernel):
     return tf.nn.conv2d(inputs, kernel, strides=1, padding="SAME")
-
-  def get_config(self):
-    config = super().get_config()
-    config.pop("units")
-    config.update(filters=self.filters, kernel_size=self.kernel_size)
-    return config
 
 
 def fan_in_uniform(seed=None) -> keras.initializers.Initializer:
