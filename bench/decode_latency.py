@@ -47,6 +47,9 @@ flags.DEFINE_integer("rounds", 7, "Interleaved rounds (median).")
 flags.DEFINE_integer("calls_per_round", 5, "Calls per candidate per round.")
 flags.DEFINE_integer("tflite_threads", os.cpu_count(),
                      "TF Lite interpreter threads.")
+flags.DEFINE_string("npz", "", harness.npz_help(
+    "the model's (32x32x3 for the demo sizes; with "
+    "--workdir, the run's)"))
 FLAGS = flags.FLAGS
 
 
@@ -71,6 +74,10 @@ def load_model(scratch: str):
 
 
 def images_for(config, count: int, split: str = "test"):
+  if FLAGS.npz:
+    return harness.load_images(count, config.model.image_size,
+                               npz=FLAGS.npz,
+                               channels=config.model.channels).numpy()
   images = (cifar_subset.load(split, count)
             if config.model.image_shape == (32, 32, 3) else None)
   if images is not None:

@@ -31,6 +31,7 @@ flags.DEFINE_integer("matmul_size", 2048, "n of the n x n peak matmul.")
 flags.DEFINE_enum("step", "trainer", harness.STEPS, harness.STEP_HELP)
 flags.DEFINE_enum("optimizer", "tfglv", harness.OPTIMIZERS,
                   harness.OPTIMIZER_HELP)
+flags.DEFINE_string("npz", "", harness.npz_help())
 FLAGS = flags.FLAGS
 
 
@@ -70,8 +71,8 @@ def matmul_peak(dtype, n, repeats=5):
 
 
 def run_size(size, peaks):
-  images = harness.load_images(16)
-  init_images = harness.load_images(64)
+  images = harness.load_images(16, npz=FLAGS.npz)
+  init_images = harness.load_images(64, npz=FLAGS.npz)
   steps, flops, dtypes = {}, {}, {}
   for name in FLAGS.variants:
     if name == "tfp_glow":

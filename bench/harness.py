@@ -28,6 +28,7 @@ import tensorflow_probability as tfp
 from bench import cifar_subset
 import tfglv
 import tfglv.training  # pylint: disable=unused-import
+from tfglv.data import files as data_files
 
 tfb, tfd = tfp.bijectors, tfp.distributions
 
@@ -50,14 +51,39 @@ def hidden_width(size: str) -> int:
   return config.model.decoder.hidden_channels[-1]
 
 
-def load_images(count: int, image_size: int = 32, seed: int = 0):
-  """uint8 [count, H, W, 3]: the CIFAR-10 subset if present, else noise."""
-  images = cifar_subset.load("train", count) if image_size == 32 else None
+def npz_help(shape: str = "32x32x3") -> str:
+  """The help of a benchmark's --npz flag, for models of image `shape`."""
+  return (
+      "Images for the timed steps: any .npz tfglv reads (uint8 x_train/"
+      f"x_test, or one 'images' array) whose images are {shape}, the shape "
+      "of the benchmark's models; N may be small (images repeat). Default: "
+      "the CIFAR-10 subset (bench.cifar_subset) where present, else random "
+      "pixels, so a fresh clone runs as is. Pixels hardly move timings.")
+
+
+def load_images(count: int, image_size: int = 32, seed: int = 0,
+                npz: str = "", channels: int = 3):
+  """uint8 [count, H, W, C]: the train images of `npz` (repeated as needed)
+  when given, else the CIFAR-10 subset where present, else noise.
+
+  Raises:
+    ValueError: `npz` is unreadable or its images are not H x W x C.
+  """
+  shape = (image_size, image_size, channels)
+  if npz:
+    images = data_files.load_npz(npz)["train"]["image"]
+    if images.shape[1:] != shape:
+      raise ValueError(
+          f"--npz {npz}: images are {'x'.join(map(str, images.shape[1:]))}; "
+          f"this benchmark's models take {'x'.join(map(str, shape))}. "
+          "bench.train_variants trains on images of any shape.")
+    return tf.constant(np.resize(images, (count,) + shape))
+  images = (cifar_subset.load("train", count)
+            if shape == (32, 32, 3) else None)
   if images is not None:
     return tf.constant(images)
   rng = np.random.RandomState(seed)
-  return tf.constant(rng.randint(0, 256, (count, image_size, image_size, 3)),
-                     tf.uint8)
+  return tf.constant(rng.randint(0, 256, (count,) + shape), tf.uint8)
 
 
 def num_params(variables) -> int:

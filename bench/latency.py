@@ -34,6 +34,7 @@ flags.DEFINE_enum("variant", "glvae", ["glvae", "glow"], "Model variant.")
 flags.DEFINE_list("batch_sizes", ["1", "16"], "Batch sizes.")
 flags.DEFINE_integer("repeats", 5, "Timed calls per figure (median).")
 flags.DEFINE_float("temperature", 0.7, "Sampling temperature.")
+flags.DEFINE_string("npz", "", harness.npz_help())
 FLAGS = flags.FLAGS
 
 
@@ -101,7 +102,8 @@ def _time(fn, args, repeats):
 
 def run_size(size):
   model = harness.build_tfglv(size, FLAGS.variant,
-                              init_images=harness.load_images(64))
+                              init_images=harness.load_images(
+                                  64, npz=FLAGS.npz))
   model.set_inference_cache(True)
   functions = _functions(model, FLAGS.temperature)
   export_dir = tempfile.mkdtemp(prefix="tfglv_latency_")

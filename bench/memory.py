@@ -27,6 +27,7 @@ flags.DEFINE_string("one", "", "Internal: size:variant to measure here.")
 flags.DEFINE_enum("step", "trainer", harness.STEPS, harness.STEP_HELP)
 flags.DEFINE_enum("optimizer", "tfglv", harness.OPTIMIZERS,
                   harness.OPTIMIZER_HELP)
+flags.DEFINE_string("npz", "", harness.npz_help())
 FLAGS = flags.FLAGS
 
 
@@ -36,7 +37,7 @@ def _max_rss_mib():
 
 def measure_one(size, variant):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  images = harness.load_images(16)
+  images = harness.load_images(16, npz=FLAGS.npz)
   if variant == "tfp_glow":
     reference = harness.build_tfglv(size, "glvae")
     params = harness.num_params(reference.trainable_variables)
@@ -47,7 +48,7 @@ def measure_one(size, variant):
     model = harness.build_tfglv(
         size, parts[0], "lu" if "lu" in parts else "full",
         "bfloat16" if "bf16" in parts else "float32",
-        init_images=harness.load_images(64))
+        init_images=harness.load_images(64, npz=FLAGS.npz))
   step = harness.step_for(model, FLAGS.step, FLAGS.optimizer)
   built = _max_rss_mib()
   for i in range(2):
@@ -67,7 +68,8 @@ def main(argv):
     for variant in FLAGS.variants:
       out = subprocess.run(
           [sys.executable, "-m", "bench.memory", f"--one={size}:{variant}",
-           f"--step={FLAGS.step}", f"--optimizer={FLAGS.optimizer}"],
+           f"--step={FLAGS.step}", f"--optimizer={FLAGS.optimizer}",
+           f"--npz={FLAGS.npz}"],
           capture_output=True, text=True, check=False)
       lines = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
       if not lines:

@@ -34,6 +34,7 @@ flags.DEFINE_integer("top", 25, "Op types to print.")
 flags.DEFINE_enum("step", "trainer", harness.STEPS, harness.STEP_HELP)
 flags.DEFINE_enum("optimizer", "tfglv", harness.OPTIMIZERS,
                   harness.OPTIMIZER_HELP)
+flags.DEFINE_string("npz", "", harness.npz_help())
 FLAGS = flags.FLAGS
 
 
@@ -67,7 +68,7 @@ def op_time_by_type(logdir):
 
 def main(argv):
   del argv
-  images = harness.load_images(16)
+  images = harness.load_images(16, npz=FLAGS.npz)
   if FLAGS.variant == "tfp_glow":
     reference = harness.build_tfglv(FLAGS.size, "glow")
     model = harness.matched_tfp_glow(
@@ -76,7 +77,8 @@ def main(argv):
   else:
     model = harness.build_tfglv(FLAGS.size, FLAGS.variant, FLAGS.conv1x1,
                                 FLAGS.compute_dtype,
-                                init_images=harness.load_images(64))
+                                init_images=harness.load_images(
+                                    64, npz=FLAGS.npz))
   step = harness.step_for(model, FLAGS.step, FLAGS.optimizer)
   seed = tf.constant([0, 0], tf.int32)
   start = time.perf_counter()

@@ -28,6 +28,7 @@ flags.DEFINE_integer("batch_size", 16, "Images per step.")
 flags.DEFINE_enum("step", "trainer", harness.STEPS, harness.STEP_HELP)
 flags.DEFINE_enum("optimizer", "tfglv", harness.OPTIMIZERS,
                   harness.OPTIMIZER_HELP)
+flags.DEFINE_string("npz", "", harness.npz_help())
 FLAGS = flags.FLAGS
 
 
@@ -41,8 +42,8 @@ def _tfglv_row(name, size, init_images):
 
 
 def run_size(size):
-  images = harness.load_images(FLAGS.batch_size)
-  init_images = harness.load_images(64)
+  images = harness.load_images(FLAGS.batch_size, npz=FLAGS.npz)
+  init_images = harness.load_images(64, npz=FLAGS.npz)
   models, steps, params = {}, {}, {}
   for name in FLAGS.variants:
     if name == "tfp_glow":

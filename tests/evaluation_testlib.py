@@ -29,6 +29,23 @@ def png(path: str) -> np.ndarray:
   return tf.io.decode_png(tf.io.read_file(path)).numpy()
 
 
+def grid_part(figure: np.ndarray, rows: int, columns: int, size: int = SIZE,
+              labelled_rows: bool = False) -> np.ndarray:
+  """The cells of a figure whose labels sit on its top and left margins.
+
+  Checks that the figure has a title or column labels above the grid, and
+  row labels left of it exactly when `labelled_rows`.
+  """
+  height = rows * size + (rows + 1) * PAD
+  width = columns * size + (columns + 1) * PAD
+  assert figure.shape[0] > height, (figure.shape, height)  # A title.
+  assert (figure.shape[1] > width) == labelled_rows, (figure.shape, width)
+  assert figure.shape[1] >= width
+  # The margins hold dark text.
+  assert figure[:-height].min() < 128
+  return figure[-height:, -width:]
+
+
 def cell(grid: np.ndarray, row: int, column: int, size: int = SIZE
          ) -> np.ndarray:
   """The image in cell (row, column) of a grid of size x size images."""

@@ -101,3 +101,37 @@ def test_enlargement_is_nearest_neighbour_and_can_be_chosen():
   with pytest.raises(ValueError, match="figure scale must be an integer >= "
                      "0"):
     grids.square_grid(images, scale=-1)
+
+
+def test_labels_sit_on_margins_and_leave_the_cells_alone():
+  images = np.arange(6 * 4 * 4 * 3, dtype=np.uint8).reshape(6, 4, 4, 3)
+  bare = grids.image_grid(images, 2, 3, scale=1)
+  labelled = grids.image_grid(images, 2, 3, scale=1, title="title",
+                              row_labels=["first row", "second row"],
+                              column_labels=["a", "b", "c"])
+  height, width = bare.shape[:2]
+  assert labelled.shape[0] > height and labelled.shape[1] > width
+  np.testing.assert_array_equal(labelled[-height:, -width:], bare)
+  # Black text on the white margins, left and above.
+  assert labelled[:, :-width].min() < 64
+  assert labelled[:-height, -width:].min() < 64
+  only_title = grids.image_grid(images, 2, 3, scale=1, title="t")
+  assert only_title.shape[1] == width  # No row labels, no left margin.
+
+
+def test_labels_keep_the_channels_and_an_opaque_alpha():
+  for channels in (1, 4):
+    images = np.zeros((2, 4, 4, channels), np.uint8)
+    figure = grids.image_grid(images, 1, 2, scale=1, row_labels=["row"])
+    assert figure.shape[-1] == channels
+    if channels == 4:
+      assert np.all(figure[..., 3][:, :5] == 255)
+
+
+def test_a_label_count_that_does_not_match_is_named():
+  images = np.zeros((4, 4, 4, 1), np.uint8)
+  with pytest.raises(ValueError, match=r"row_labels must have one label per "
+                                       r"row \(2\); got 3"):
+    grids.image_grid(images, 2, 2, row_labels=["a", "b", "c"])
+  with pytest.raises(ValueError, match=r"column_labels .* column \(2\); got 1"):
+    grids.image_grid(images, 2, 2, column_labels=["a"])

@@ -23,9 +23,12 @@ sizes.
 
 import math
 import os
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
+from PIL import Image
+from PIL import ImageDraw
+from PIL import ImageFont
 import tensorflow as tf
 
 PNG_CHANNELS = (1, 3, 4)
@@ -44,12 +47,16 @@ def cell_scale(height: int, width: int, scale: int = 0) -> int:
 
 
 def image_grid(images, rows: int, cols: int, padding: int = 2,
-               pad_value: int = 255, scale: int = 0) -> np.ndarray:
+               pad_value: int = 255, scale: int = 0,
+               row_labels: Optional[Sequence[str]] = None,
+               column_labels: Optional[Sequence[str]] = None,
+               title: Optional[str] = None) -> np.ndarray:
   """Tiles uint8 `images` [N, H, W, C] into one uint8 image [h, w, C].
 
   Image i lands in row i // cols, column i % cols; N may be smaller than
   rows * cols but not larger. Each image is first enlarged `cell_scale`
-  times (nearest neighbour; `scale` 0: cells of >= 96 px).
+  times (nearest neighbour; `scale` 0: cells of >= 96 px). Labels (see the
+  module docstring) add white margins.
   """
   images = np.asarray(images)
   if images.ndim != 4 or images.dtype != np.uint8:
@@ -75,7 +82,50 @@ def image_grid(images, rows: int, cols: int, padding: int = 2,
     top = padding + (index // cols) * (height + padding)
     left = padding + (index % cols) * (width + padding)
     grid[top:top + height, left:left + width] = images[index]
-  return grid
+  if row_labels is None and column_labels is None and title is None:
+    return grid
+  return _labelled(grid, rows, cols, height, width, padding, row_labels,
+                   column_labels, title)
+
+
+def _font_size(cell_height: int) -> int:
+  return int(np.clip(cell_height // 6, 10, 16))
+
+
+def _labelled(grid, rows, cols, height, width, padding, row_labels,
+              column_labels, title) -> np.ndarray:
+  """`grid` with its labels on white margins (left, top)."""
+  for name, labels, count in (("row_labels", row_labels, rows),
+                              ("column_labels", column_labels, cols)):
+    if labels is not None and len(labels) != count:
+      raise ValueError(f"{name} must have one label per {name[:-7]} "
+                       f"({count}); got {len(labels)}.")
+  font = ImageFont.load_default(size=_font_size(height))
+  ascent, descent = font.getmetrics()
+  line = ascent + descent + 2 * padding
+  left = 0
+  if row_labels is not None:
+    left = int(max(font.getlength(str(t)) for t in row_labels)) + 4 * padding
+  top = line * ((column_labels is not None) + (title is not None))
+  canvas = Image.new("L", (grid.shape[1] + left, grid.shape[0] + top), 255)
+  draw = ImageDraw.Draw(canvas)
+  if title is not None:
+    draw.text((left + padding, padding), str(title), fill=0, font=font)
+  if column_labels is not None:
+    y = top - line + padding
+    for col, text in enumerate(column_labels):
+      x = left + padding + col * (width + padding) + width / 2
+      draw.text((x, y), str(text), fill=0, font=font, anchor="ma")
+  if row_labels is not None:
+    for row, text in enumerate(row_labels):
+      y = top + padding + row * (height + padding) + height / 2
+      draw.text((left - 2 * padding, y), str(text), fill=0, font=font,
+                anchor="rm")
+  out = np.repeat(np.asarray(canvas)[..., None], grid.shape[-1], axis=-1)
+  if grid.shape[-1] in (2, 4):
+    out[..., -1] = 255  # Opaque labels on an alpha channel.
+  out[top:, left:] = grid
+  return out
 
 
 def grid_shape(count: int) -> Tuple[int, int]:
@@ -84,18 +134,21 @@ def grid_shape(count: int) -> Tuple[int, int]:
   return int(math.ceil(count / cols)), cols
 
 
-def square_grid(images, scale: int = 0) -> np.ndarray:
+def square_grid(images, scale: int = 0,
+                title: Optional[str] = None) -> np.ndarray:
   """uint8 [N, H, W, C] -> one near-square uint8 grid image."""
   images = np.asarray(images)
   rows, cols = grid_shape(len(images))
-  return image_grid(images, rows, cols, scale=scale)
+  return image_grid(images, rows, cols, scale=scale, title=title)
 
 
-def rows_grid(rows_of_images: Sequence, scale: int = 0) -> np.ndarray:
+def rows_grid(rows_of_images: Sequence, scale: int = 0,
+              row_labels: Optional[Sequence[str]] = None,
+              title: Optional[str] = None) -> np.ndarray:
   """Stacks equal-length rows of uint8 images [N, H, W, C] into one grid."""
   images = np.concatenate([np.asarray(r) for r in rows_of_images])
   return image_grid(images, len(rows_of_images), len(rows_of_images[0]),
-                    scale=scale)
+                    scale=scale, row_labels=row_labels, title=title)
 
 
 def save_png(path: str, image) -> None:

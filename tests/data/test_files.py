@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from tfglv import configs
 from tfglv import data
+from tfglv.data import files
 
 from data_testlib import assert_value_error
 from data_testlib import CIFAR_SUBSET
@@ -139,3 +140,17 @@ def test_bad_folder(tmp_path):
   assert_value_error(
       tiny(**{"data.dataset": "folder", "data.path": str(broken)}),
       "1 of 2 files are not readable PNG/JPEG images (notes.jpg)")
+
+
+def test_a_single_array_too_small_to_split_names_the_count_that_works(
+    tmp_path):
+  images = np.zeros((files.MIN_SINGLE_ARRAY_IMAGES, 4, 4, 1), np.uint8)
+  assert files.MIN_SINGLE_ARRAY_IMAGES == 6  # round(5 * 0.1) is 0.
+  np.savez(tmp_path / "enough.npz", images=images)
+  splits = files.load_npz(str(tmp_path / "enough.npz"))
+  assert (len(splits["train"]["image"]), len(splits["test"]["image"])) == (
+      5, 1)
+  np.savez(tmp_path / "few.npz", images=images[:-1])
+  with pytest.raises(ValueError, match=r"5 images in 'images' are too few .* "
+                                       r"need at least 6 images"):
+    files.load_npz(str(tmp_path / "few.npz"))

@@ -16,6 +16,7 @@ SIZE = evaluation_testlib.SIZE
 PAD = evaluation_testlib.PAD
 _png = evaluation_testlib.png
 _cell = evaluation_testlib.cell
+_grid_part = evaluation_testlib.grid_part
 
 
 def test_sample_grids_per_temperature(run):
@@ -23,9 +24,7 @@ def test_sample_grids_per_temperature(run):
                                  seed=3, batch_size=4)
   assert sorted(os.path.basename(p) for p in result["files"].values()) == [
       "samples_t0.5.png", "samples_t1.0.png"]
-  grids = {t: _png(p) for t, p in result["files"].items()}
-  for grid in grids.values():
-    assert grid.shape == (SIZE + 2 * PAD, 6 * SIZE + 7 * PAD, 3)
+  grids = {t: _grid_part(_png(p), 1, 6) for t, p in result["files"].items()}
   assert not np.array_equal(grids["0.5"], grids["1.0"])
   expected = representations.sample_in_batches(run.model, 6, 0.5, seed=3,
                                                batch_size=4)
@@ -38,9 +37,10 @@ def test_row_blocks_keep_related_images_in_one_column():
   first = np.full((10, 4, 4, 1), 1, np.uint8) * np.arange(10, dtype=np.uint8
                                                           )[:, None, None, None]
   second = first + 100
-  grid = figures._pair_rows([first, second], 1)  # pylint: disable=protected-access
+  figure = figures._pair_rows([first, second], 1, ["first", "second"],  # pylint: disable=protected-access
+                              "title")
   # Two blocks of 8 columns: rows (first 0-7, second 0-7, first 8-9, ...).
-  assert grid.shape == (4 * 4 + 5 * PAD, 8 * 4 + 9 * PAD, 1)
+  grid = _grid_part(figure, 4, 8, size=4, labelled_rows=True)
   assert _cell(grid, 1, 5, size=4)[0, 0, 0] == 105
   assert _cell(grid, 2, 1, size=4)[0, 0, 0] == 9
   assert _cell(grid, 3, 1, size=4)[0, 0, 0] == 109
@@ -50,8 +50,7 @@ def test_row_blocks_keep_related_images_in_one_column():
 def test_reconstructions_are_exact(run):
   result = figures.write_reconstructions(run, "test", num_images=4)
   assert result["num_exact"] == 4 and result["max_abs_difference"] == 0
-  grid = _png(result["file"])
-  assert grid.shape == (2 * SIZE + 3 * PAD, 4 * SIZE + 5 * PAD, 3)
+  grid = _grid_part(_png(result["file"]), 2, 4, labelled_rows=True)
   originals, _ = data.load_arrays(run.config, "test", max_examples=4)
   for index in range(4):
     np.testing.assert_array_equal(_cell(grid, 0, index), originals[index])
@@ -61,8 +60,7 @@ def test_reconstructions_are_exact(run):
 def test_switch_grid_swaps_global_codes(run):
   result = figures.write_switch_grid(run, "test", num_pairs=3, batch_size=2)
   assert result["rows"] == list(figures.SWITCH_ROWS)
-  grid = _png(result["file"])
-  assert grid.shape == (4 * SIZE + 5 * PAD, 3 * SIZE + 4 * PAD, 3)
+  grid = _grid_part(_png(result["file"]), 4, 3, labelled_rows=True)
   images, _ = data.load_arrays(run.config, "test", max_examples=6)
   z, _, v = run.model.encode(images)
   expected = {1: run.model.decode(z[3:], v[:3]).numpy(),   # (z_b, v_a)
@@ -83,8 +81,7 @@ def test_interpolation_grid_follows_the_paper_footnote(run):
   result = figures.write_interpolation_grids(run, "test",
                                              num_interpolations=1)
   assert result["corners_exact"]
-  grid = _png(result["files"][0])
-  assert grid.shape == (5 * SIZE + 6 * PAD, 11 * SIZE + 12 * PAD, 3)
+  grid = _grid_part(_png(result["files"][0]), 5, 11, labelled_rows=True)
   images, _ = data.load_arrays(run.config, "test", max_examples=2)
   z, _, v = run.model.encode(images)
   np.testing.assert_array_equal(_cell(grid, 0, 0), images[0])

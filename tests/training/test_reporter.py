@@ -14,6 +14,7 @@ from tfglv.data import synthetic
 from tfglv.training import optimizer as optimizer_lib
 from tfglv.training import reporter as reporter_lib
 
+import evaluation_testlib
 from train_testlib import tiny
 
 SUMMARY_KEYS = [
@@ -66,15 +67,16 @@ def test_a_run_reported_from_start_to_summary(parts, tmp_path, caplog):
                        "5.5000, kl 0.5000) on 8 images")
 
   reporter.write_images(2)
-  shapes = {}
+  figures = {}
   for name in ("samples_t0.7.png", "samples_t1.0.png", "reconstructions.png"):
     with open(os.path.join(workdir, name), "rb") as f:
-      shapes[name] = tuple(tf.io.decode_png(f.read()).shape)
-  # 16 samples in 4 x 4 cells; 3 rows of 8 reconstructions; 2-pixel
-  # padding; 16 px images enlarged 6x to 96 px cells.
-  assert shapes == {"samples_t0.7.png": (394, 394, 3),
-                    "samples_t1.0.png": (394, 394, 3),
-                    "reconstructions.png": (296, 786, 3)}
+      figures[name] = tf.io.decode_png(f.read()).numpy()
+  # 16 samples in 4 x 4 cells under a title; 3 labelled rows of 8
+  # reconstructions; 2-pixel padding; 16 px images enlarged 6x to 96 px.
+  for name in ("samples_t0.7.png", "samples_t1.0.png"):
+    evaluation_testlib.grid_part(figures[name], 4, 4, size=96)
+  evaluation_testlib.grid_part(figures["reconstructions.png"], 3, 8, size=96,
+                               labelled_rows=True)
 
   summary = reporter.summary(0, 4, 1, 1.5, None)
   assert list(summary) == SUMMARY_KEYS
@@ -95,6 +97,7 @@ def test_reconstructions_are_exact_in_their_second_row(parts, tmp_path):
   images = reporter.images(step=0)
   assert sorted(images) == ["reconstructions", "samples/temperature_0.7",
                             "samples/temperature_1.0"]
-  grid = images["reconstructions"]
+  grid = evaluation_testlib.grid_part(images["reconstructions"], 3, 8,
+                                      size=96, labelled_rows=True)
   first, second = grid[2:98], grid[100:196]  # Rows 0 and 1 (96 px cells).
   np.testing.assert_array_equal(first, second)

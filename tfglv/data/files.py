@@ -15,6 +15,9 @@ import numpy as np
 
 # A single image array is split so that its last TEST_FRACTION is the test set.
 TEST_FRACTION = 0.1
+# The fewest images of one array that leave both splits non-empty.
+MIN_SINGLE_ARRAY_IMAGES = next(n for n in range(2, 10 ** 6)
+                               if 1 <= round(n * TEST_FRACTION) < n)
 NPZ_PAIR_KEYS = (("x_train", "y_train"), ("x_test", "y_test"))
 NPZ_SINGLE_KEYS = (("images", "labels"), ("x", "y"))
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -116,7 +119,8 @@ def _load_npz_cached(path: str, mtime: float) -> Dict[str, Columns]:
           raise ValueError(
               f"npz file {path}: {len(images)} images in {x_key!r} are too "
               f"few to split off {TEST_FRACTION:.0%} as a test set; need at "
-              f"least 5 images, or give x_train and x_test.")
+              f"least {MIN_SINGLE_ARRAY_IMAGES} images, or give x_train and "
+              f"x_test.")
         cut = len(images) - num_test
         return {"train": {"image": images[:cut], "label": labels[:cut]},
                 "test": {"image": images[cut:], "label": labels[cut:]}}

@@ -51,14 +51,18 @@ def write_samples(run: runs.EvaluationRun,
         batch_size=batch_size)
     files[str(temperature)] = run.write_png(
         _temperature_name(temperature),
-        grids.image_grid(images, rows, columns, scale=run.figure_scale))
+        grids.image_grid(images, rows, columns, scale=run.figure_scale,
+                         title=f"samples, temperature {temperature} "
+                               f"(seed {seed})"))
   return {"temperatures": list(temperatures), "num_images": num_images,
           "grid": [rows, columns], "seed": seed, "files": files}
 
 
-def _pair_rows(image_rows: Sequence[np.ndarray], scale: int) -> np.ndarray:
+def _pair_rows(image_rows: Sequence[np.ndarray], scale: int,
+               labels: Sequence[str], title: str) -> np.ndarray:
   """Row blocks of up to 8 columns: block b stacks column slice b of every
-  row of images, so related images stay one above the other."""
+  row of images, so related images stay one above the other; each row is
+  labelled with what it shows."""
   count = len(image_rows[0])
   columns = _grid_columns(count)
   cells = []
@@ -69,7 +73,10 @@ def _pair_rows(image_rows: Sequence[np.ndarray], scale: int) -> np.ndarray:
                         np.uint8)
       cells.append(np.concatenate([block, padding]))
   cells = np.concatenate(cells)
-  return grids.image_grid(cells, len(cells) // columns, columns, scale=scale)
+  rows = len(cells) // columns
+  return grids.image_grid(cells, rows, columns, scale=scale,
+                          row_labels=list(labels) * (rows // len(labels)),
+                          title=title)
 
 
 def write_reconstructions(run: runs.EvaluationRun, split: str = "test",
@@ -91,17 +98,19 @@ def write_reconstructions(run: runs.EvaluationRun, split: str = "test",
   # An n_bits < 8 model reconstructs the image on its own grid.
   shift = 8 - run.config.model.n_bits
   expected = (originals >> shift) << shift
+  rows = ["x", "decode(encode(x))"]
   result = {
       "split": split, "num_images": len(originals),
       "num_exact": int(np.sum(np.all(reconstructed == expected,
                                      axis=(1, 2, 3)))),
       "max_abs_difference": int(difference.max()),
       "mean_abs_difference": float(difference.mean()),
-      "rows": ["x", "decode(encode(x))"],
+      "rows": rows,
   }
-  result["file"] = run.write_png("reconstructions.png",
-                                 _pair_rows([originals, reconstructed],
-                                            run.figure_scale))
+  result["file"] = run.write_png(
+      "reconstructions.png",
+      _pair_rows([originals, reconstructed], run.figure_scale, rows,
+                 f"reconstructions ({split} split)"))
   run.write_json("reconstructions.json", result)
   return result
 
@@ -133,7 +142,8 @@ def write_switch_grid(run: runs.EvaluationRun, split: str = "test",
   }
   result["file"] = run.write_png(
       "switch.png", _pair_rows([images_a, with_v_a, with_v_b, images_b],
-                                run.figure_scale))
+                               run.figure_scale, SWITCH_ROWS,
+                               f"z swapped between pairs ({split} split)"))
   run.write_json("switch.json", result)
   return result
 
@@ -162,10 +172,12 @@ def write_interpolation_grids(run: runs.EvaluationRun, split: str = "test",
     corners_exact &= bool(np.array_equal(cells[0, 0], image_1) and
                           np.array_equal(cells[-1, -1], image_2))
     flat = cells.reshape((-1,) + cells.shape[2:])
-    files.append(run.write_png(f"interpolation_{index}.png",
-                               grids.image_grid(flat, len(alphas),
-                                                len(betas),
-                                                scale=run.figure_scale)))
+    files.append(run.write_png(f"interpolation_{index}.png", grids.image_grid(
+        flat, len(alphas), len(betas), scale=run.figure_scale,
+        row_labels=[f"z: {a:g}" for a in alphas],
+        column_labels=[f"v: {b:g}" for b in betas],
+        title=f"from A ({split} image {2 * index}) to B (image "
+              f"{2 * index + 1}): weight of B's z down, of B's v across")))
   result = {"split": split, "alphas": list(alphas), "betas": list(betas),
             "row_weight": "alpha (z)", "column_weight": "beta (v)",
             "corners_exact": corners_exact, "files": files}

@@ -154,7 +154,8 @@ class Reporter:
         samples = model.sample(NUM_SAMPLES, temperature=temperature,
                                seed=seed)
         images[f"samples/temperature_{temperature}"] = grids.square_grid(
-            samples.numpy(), scale=self.config.train.figure_scale)
+            samples.numpy(), scale=self.config.train.figure_scale,
+            title=f"step {step}, temperature {temperature}")
       z, _, v = model.encode(originals)
       exact = model.decode(z, v)
       _, fresh_v = model.sample_latents(
@@ -163,7 +164,10 @@ class Reporter:
       global_only = model.decode(z, fresh_v)
     images["reconstructions"] = grids.rows_grid(
         [originals, exact.numpy(), global_only.numpy()],
-        scale=self.config.train.figure_scale)
+        scale=self.config.train.figure_scale,
+        row_labels=["x (test)", "decode(z, v)",
+                    f"z, new v (T={RECONSTRUCTION_TEMPERATURE})"],
+        title=f"step {step}")
     return images
 
   def write_images(self, step: int):
