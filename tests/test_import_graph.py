@@ -22,7 +22,10 @@ LAYERS below is the whole table, bottom first:
   6      prior       tfglv.prior
   7      model       tfglv.model and the model-level modules it imports
                      (tfglv.quantization, tfglv.latents, tfglv.objective,
-                     tfglv.latent_gaussian),
+                     tfglv.latent_gaussian, tfglv.diagnostics;
+                     tfglv.compiled, tfglv.keras_fit, tfglv.keras_saving,
+                     and tfglv.update_step, the update
+                     that keras_fit and tfglv.training share),
                      and the package itself (tfglv/__init__.py re-exports
                      the model)
   8      rundir      tfglv.rundir
@@ -65,9 +68,11 @@ LAYERS = (
     (6, "encoder", ("tfglv.encoder",)),
     (6, "prior", ("tfglv.prior",)),
     (7, "model", ("tfglv", "tfglv.model", "tfglv.global_code",
-                  "tfglv.quantization",
+                  "tfglv.quantization", "tfglv.diagnostics",
                   "tfglv.latents", "tfglv.objective",
-                  "tfglv.latent_gaussian")),
+                  "tfglv.latent_gaussian", "tfglv.compiled",
+                  "tfglv.keras_fit", "tfglv.keras_saving",
+                  "tfglv.update_step")),
     (8, "rundir", ("tfglv.rundir",)),
     (9, "training", ("tfglv.training",)),
     (9, "evaluation", ("tfglv.evaluation",)),

@@ -62,9 +62,9 @@ def test_interpolate_is_the_paper_formula_on_a_grid():
 
 
 def test_checks_name_the_expected_values():
-  with pytest.raises(ValueError, match="temperature must be > 0"):
+  with pytest.raises(ValueError, match=r"temperature must be in \(0, 10\]"):
     latents.check_temperature(0.0)
-  with pytest.raises(ValueError, match="temperature must be > 0"):
+  with pytest.raises(ValueError, match=r"temperature must be in \(0, 10\]"):
     latents.check_temperature(float("inf"))
   latents.check_temperature(tf.constant(0.0))  # Tensors are checked in-graph.
   with pytest.raises(ValueError, match="num_samples must be >= 1; got 0"):

@@ -7,6 +7,8 @@ it was checked against, so that an upgrade has one file to read.
 Checked against: TensorFlow 2.21.0, Keras 3.15.1, TFP 0.25.0.
 """
 
+import contextlib
+
 
 # --- TensorFlow Datasets (used by tfglv.data.tfds_source) -------------------
 
@@ -104,6 +106,49 @@ def sublayers(layer) -> list:
   return list(layer._flatten_layers(include_self=False, recursive=True))  # pylint: disable=protected-access
 
 
+# --- Function call options (used by tfglv.compiled) --------------------------
+
+
+_REWRITES_OFF_OPTIONS = {}
+
+
+@contextlib.contextmanager
+def graph_rewrites_off(*rewrites: str):
+  """Functions first run inside are optimised without Grappler `rewrites`.
+
+  `rewrites` are fields of TF's RewriterConfig ("remapping",
+  "arithmetic_optimization", ...). TF optimises each function's graph the
+  first time it runs, with the config of the thread's function call
+  options; this sets them, for this thread only, to the current config with
+  those rewrites off, and restores them after.
+
+  Private: `context().function_call_options` and `FunctionCallOptions` are
+  how TF itself passes the config to a call; the public
+  `tf.config.optimizer.set_experimental_options` changes it for every
+  thread and every later function (the trainer's steps too). Checked
+  against TF 2.21.0 / Keras 3.15.1.
+  """
+  from tensorflow.core.protobuf import config_pb2  # pylint: disable=g-import-not-at-top,g-direct-tensorflow-import
+  from tensorflow.core.protobuf import rewriter_config_pb2  # pylint: disable=g-import-not-at-top,g-direct-tensorflow-import
+  from tensorflow.python.eager import context  # pylint: disable=g-import-not-at-top,g-direct-tensorflow-import
+  runtime = context.context()
+  current = runtime.function_call_options
+  key = (current.config_proto_serialized, current.executor_type, rewrites)
+  if key not in _REWRITES_OFF_OPTIONS:
+    config = config_pb2.ConfigProto()
+    config.ParseFromString(current.config_proto_serialized or b"")
+    for rewrite in rewrites:
+      setattr(config.graph_options.rewrite_options, rewrite,
+              rewriter_config_pb2.RewriterConfig.OFF)
+    _REWRITES_OFF_OPTIONS[key] = context.FunctionCallOptions(
+        executor_type=current.executor_type, config_proto=config)
+  runtime.function_call_options = _REWRITES_OFF_OPTIONS[key]
+  try:
+    yield
+  finally:
+    runtime.function_call_options = current
+
+
 # --- Checkpoints (used by tfglv.rundir.checkpoints) -------------------------
 
 
@@ -169,7 +214,8 @@ def skip_keras_gradient_all_reduce(optimizer_class):
   Private: Keras's TensorFlow optimizer sums gradients across replicas in
   `_all_reduce_sum_gradients` inside `apply`; tfglv's train step has summed
   them already (it measures, clips and checks them first), and no public
-  option turns the second sum off. Checked against TF 2.21.0 / Keras
+  option turns the second sum off. The class then says so:
+  `sums_replica_gradients = False`. Checked against TF 2.21.0 / Keras
   3.15.1.
   """
 
@@ -179,6 +225,8 @@ def skip_keras_gradient_all_reduce(optimizer_class):
 
   setattr(optimizer_class, "_all_reduce_sum_gradients",
           _all_reduce_sum_gradients)
+  # Said publicly, for callers that hand it summed gradients (keras_fit).
+  optimizer_class.sums_replica_gradients = False
   return optimizer_class
 
 

@@ -23,6 +23,7 @@ from tfglv.layers import arguments
 from tfglv.layers import weight_norm
 
 
+@keras.saving.register_keras_serializable(package="tfglv")
 class ResidualBlock(arguments.KeepsArguments, keras.layers.Layer):
   """conv3x3-BN-ELU-conv3x3-BN + shortcut, then ELU."""
 
@@ -56,6 +57,7 @@ class ResidualBlock(arguments.KeepsArguments, keras.layers.Layer):
     return keras.activations.elu(h + shortcut)
 
 
+@keras.saving.register_keras_serializable(package="tfglv")
 class Encoder(arguments.KeepsArguments, keras.layers.Layer):
   """x in [-1, 1) of shape [N, H, W, C] -> (mean, log_variance), each [N, d_z].
 

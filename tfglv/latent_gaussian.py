@@ -20,6 +20,7 @@ from tfglv.flows import tracking
 from tfglv.layers import arguments
 
 
+@keras.saving.register_keras_serializable(package="tfglv")
 class LatentGaussian(arguments.KeepsArguments, keras.layers.Layer):
   """z -> per-channel mean and log-scale of each latent piece of v.
 

@@ -9,11 +9,12 @@ variant has no global code, and its z tensors are [N, 0].
                                      noise that `GLVAE.latents_from_noise`
                                      turns into z ~ p(z), v ~ N(0, T^2 I)
     interpolate                      the paper's 2-D interpolation of codes
-    check_latents, check_temperature, check_num_samples
+    check_latents, check_temperature, check_num_samples, check_fractions
                                      argument checks with their messages
+                                     (MAX_LATENT_ABS, MAX_TEMPERATURE,
+                                     FRACTION_RANGE: where the math holds)
 """
 
-import math
 from typing import NamedTuple, Sequence
 
 import numpy as np
@@ -44,11 +45,36 @@ def as_seed(seed) -> tf.Tensor:
   return tf.cast(seed, tf.int32)
 
 
+# Where the math breaks without a NaN to show it: a latent of 1e30 or a
+# temperature of 1e6 decodes to saturated pixels (all black from a
+# SavedModel, all white from TF Lite). Latents of real images stay within
+# about +-10 (they are standard normal codes); sampling temperatures are
+# about 0.7-1. Interpolation weights may extrapolate up to one image beyond
+# either end.
+MAX_LATENT_ABS = 1e4
+MAX_TEMPERATURE = 10.0
+FRACTION_RANGE = (-1.0, 2.0)
+
+
 def check_temperature(temperature) -> None:
-  """ValueError unless a Python number is > 0 and finite (tensors pass)."""
-  if isinstance(temperature, (int, float)) and not 0 < temperature < math.inf:
-    raise ValueError(f"temperature must be > 0 and finite (typically "
-                     f"0.7-1.0); got {temperature}.")
+  """ValueError unless a Python number is in (0, MAX_TEMPERATURE] (tensors
+  pass)."""
+  if (isinstance(temperature, (int, float)) and
+      not 0 < temperature <= MAX_TEMPERATURE):
+    raise ValueError(f"temperature must be in (0, {MAX_TEMPERATURE:g}] "
+                     f"(typically 0.7-1.0); got {temperature}.")
+
+
+def check_fractions(name: str, fractions) -> None:
+  """ValueError unless eager fractions lie in FRACTION_RANGE."""
+  if tf.is_tensor(fractions) and not tf.executing_eagerly():
+    return
+  values = np.asarray(fractions, np.float64)
+  low, high = FRACTION_RANGE
+  if values.size and not (np.all(np.isfinite(values)) and
+                          low <= values.min() and values.max() <= high):
+    raise ValueError(f"{name} must lie in [{low:g}, {high:g}] (0: the "
+                     f"first image, 1: the second); got {values.tolist()}.")
 
 
 def check_num_samples(num_samples) -> None:
@@ -78,8 +104,14 @@ def check_latents(z, v, image_shape: Sequence[int], latent_dim: int):
     # A NaN or inf would decode to arbitrary pixels. (Traced callers, such
     # as the exported signatures, check in their own graphs.)
     for name, value in (("z", z), ("v", v)):
-      if not np.all(np.isfinite(value.numpy())):
+      value = value.numpy()
+      if not np.all(np.isfinite(value)):
         raise ValueError(f"{name} must be finite; it holds NaN or inf.")
+      largest = np.abs(value).max(initial=0.0)  # Glow's z is [N, 0].
+      if largest > MAX_LATENT_ABS:
+        raise ValueError(
+            f"{name} must lie within +-{MAX_LATENT_ABS:g} (codes of real "
+            f"images stay within about +-10); got a value of {largest:g}.")
   return z, v
 
 
@@ -110,7 +142,12 @@ def interpolate(start: Encoding, end: Encoding, z_fractions, v_fractions):
   Returns:
     (z [N, A, B, d_z], v [N, A, B, H, W, C]); cell (n, i, j) holds
     z = (1 - a_i) z_start + a_i z_end and v = (1 - b_j) v_start + b_j v_end.
+
+  Raises:
+    ValueError: eager fractions outside FRACTION_RANGE.
   """
+  check_fractions("z_fractions", z_fractions)
+  check_fractions("v_fractions", v_fractions)
   a = tf.convert_to_tensor(z_fractions, tf.float32)[None, :, None]
   z = (1.0 - a) * start.z[:, None] + a * end.z[:, None]  # [N, A, d_z]
   b = tf.reshape(tf.convert_to_tensor(v_fractions, tf.float32),

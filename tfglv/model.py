@@ -27,8 +27,11 @@ import numpy as np
 import tensorflow as tf
 
 from tfglv import _compat
+from tfglv import compiled
 from tfglv import configs
 from tfglv import global_code
+from tfglv import keras_fit
+from tfglv import keras_saving
 from tfglv import latents
 from tfglv import objective
 from tfglv import quantization
@@ -36,7 +39,6 @@ from tfglv.flows import actnorm
 from tfglv.flows import base
 from tfglv.flows import conv1x1
 from tfglv.flows import multiscale
-from tfglv.layers import weight_norm
 
 
 # Re-exported: `model_lib.Encoding`, `model_lib.as_seed`.
@@ -44,7 +46,9 @@ Encoding = latents.Encoding
 as_seed = latents.as_seed
 
 
-class GLVAE(keras.Model):
+@keras.saving.register_keras_serializable(package="tfglv")
+class GLVAE(keras_saving.SavingMixin, keras_fit.FitMixin,
+            compiled.InferenceMixin, keras.Model):
   """The model of the paper and its variants; see the module docstring.
 
   Example:
@@ -57,7 +61,9 @@ class GLVAE(keras.Model):
     model.switch(global_images, local_images)          # paper Fig. 1
     model.interpolate(x_1, x_2, [0, .5, 1], [0, 1])    # paper Fig. 5
 
-  The exported signatures and the evaluation figures call these methods.
+  The exported signatures and the evaluation figures call these methods,
+  compiled when called eagerly (`tfglv.compiled`). Keras's fit and saving
+  work as on any Keras model (`tfglv.keras_fit`, `tfglv.keras_saving`).
   """
 
   def __init__(self, config: configs.ModelConfig, **kwargs):
@@ -87,16 +93,6 @@ class GLVAE(keras.Model):
     self.num_dims = int(np.prod(config.image_shape))
     self.num_bins = 2 ** config.n_bits
     self.built = True
-
-  def get_config(self):
-    return {"config": configs.to_dict(self.config), "name": self.name}
-
-  @classmethod
-  def from_config(cls, config):
-    values = config["config"]
-    if "variant" not in values:  # Saved by 0.2: a whole run's config.
-      values = configs.to_dict(configs.from_dict(values).model)
-    return cls(configs.model_from_dict(values), name=config.get("name"))
 
   # ---------------------------------------------------------------- layout
   @property
@@ -141,6 +137,7 @@ class GLVAE(keras.Model):
     return self.num_dims * math.log(2.0)
 
   # ------------------------------------------------------------ objective
+  @compiled.inference("images", "seed")
   def compute_losses(self, images, seed, training: bool = False,
                      num_samples: int = 1) -> Dict[str, tf.Tensor]:
     """Per-image bounds in bits/dim (`tfglv.objective`) from `num_samples`
@@ -190,11 +187,13 @@ class GLVAE(keras.Model):
         x, seed, training, num_samples,
         dict(initializing=initializing, cached=self._inference_cache))
 
+  @compiled.inference("images", "seed")
   def bits_per_dim(self, images, num_samples: int = 5, seed=0) -> tf.Tensor:
     """Per-image k-sample negative ELBO in bits/dim ([N])."""
     return self.compute_losses(images, seed, training=False,
                                num_samples=num_samples)["loss"]
 
+  @compiled.inference("images", "seed")
   def importance_weighted_bits_per_dim(self, images, num_samples: int = 5,
                                        seed=0) -> tf.Tensor:
     """Per-image -log mean_k exp(elbo_k) in bits/dim ([N]); tighter."""
@@ -202,6 +201,7 @@ class GLVAE(keras.Model):
                                num_samples=num_samples)["iw_loss"]
 
   # ----------------------------------------------------------- inference
+  @compiled.inference("images")
   def posterior(self, images, training=False):
     """(mean, log_variance) of q(z|x) at the bin centres; [N, d_z] each."""
     images = self._check_images(images)
@@ -209,6 +209,7 @@ class GLVAE(keras.Model):
     return self.global_code.posterior(x, training=training,
                                       cached=self._inference_cache)
 
+  @compiled.inference("images")
   def encode(self, images) -> Encoding:
     """uint8 images -> Encoding(z, z_log_variance, v).
 
@@ -222,6 +223,7 @@ class GLVAE(keras.Model):
     v, _ = decoder.forward_and_log_det(x, **self.global_code.condition(z))
     return Encoding(z, z_log_variance, v)
 
+  @compiled.inference("z", "v")
   def decode(self, z, v):
     """(z [N, d_z], v [N, H, W, C]) -> uint8 images [N, H, W, C]."""
     z, v = latents.check_latents(z, v, self.config.image_shape,
@@ -230,6 +232,7 @@ class GLVAE(keras.Model):
     x, _ = decoder.inverse_and_log_det(v, **self.global_code.condition(z))
     return self.to_images(x)
 
+  @compiled.inference("z_noise", "v_noise", "temperature")
   def latents_from_noise(self, z_noise, v_noise, temperature=1.0):
     """Standard normal noise -> latents (z, v), deterministically.
 
@@ -241,6 +244,7 @@ class GLVAE(keras.Model):
         tf.convert_to_tensor(z_noise, tf.float32), cached=self._inference_cache)
     return z, temperature * tf.convert_to_tensor(v_noise, tf.float32)
 
+  @compiled.inference("num_samples", "temperature", "seed")
   def sample_latents(self, num_samples, temperature=1.0, seed=0):
     """z ~ p(z) at temperature 1 and v ~ N(0, temperature^2 I)."""
     latents.check_temperature(temperature)
@@ -249,6 +253,7 @@ class GLVAE(keras.Model):
                                self.config.image_shape)
     return self.latents_from_noise(*noise, temperature)
 
+  @compiled.inference("num_samples", "temperature", "seed")
   def sample(self, num_samples, temperature=1.0, seed=0):
     """uint8 samples [num_samples, H, W, C]; temperature scales v only.
 
@@ -256,6 +261,7 @@ class GLVAE(keras.Model):
     """
     return self.decode(*self.sample_latents(num_samples, temperature, seed))
 
+  @compiled.inference("global_images", "local_images")
   def switch(self, global_images, local_images):
     """decode(z of global_images, v of local_images): uint8 [N, H, W, C].
 
@@ -265,6 +271,8 @@ class GLVAE(keras.Model):
     z_global, _ = self.posterior(global_images)
     return self.decode(z_global, self.encode(local_images).v)
 
+  @compiled.inference("images_start", "images_end", "z_fractions",
+                      "v_fractions")
   def interpolate(self, images_start, images_end, z_fractions, v_fractions):
     """The paper's 2-D interpolation (Eq. 9, Fig. 5) of two image batches.
 
@@ -315,24 +323,6 @@ class GLVAE(keras.Model):
     self._nll_and_kl(x, posterior_seed, training=False, num_samples=1,
                      initializing=True)
     return True
-
-  # Whether encode/decode/sample/compute_losses read the inference cache.
-  _inference_cache = False
-
-  def set_inference_cache(self, enabled: bool = True):
-    """Caches W^-1 and log|det W| of every 1x1 conv, and the kernel
-    g v / ||v|| of every weight-normalised layer, and makes encode, decode,
-    sample and compute_losses read them (`cached=True` to every bijector
-    and network): decoding and exports then invert no matrix.
-
-    Re-enable after any weight change; training must run with it disabled
-    (`compute_losses(training=True)` refuses otherwise).
-    """
-    if enabled:
-      for layer in self.conv1x1_layers + self._layers_of(
-          weight_norm.WeightNormLayer):
-        layer.refresh_cache()
-    self._inference_cache = bool(enabled)
 
 
 def build_model(config: configs.ModelConfig) -> GLVAE:

@@ -18,6 +18,7 @@ themselves live only in the list `steps`, which checkpoints do not follow.
 
 import math
 
+import keras
 import tensorflow as tf
 
 from tfglv.flows import base
@@ -32,6 +33,7 @@ def standard_normal_log_prob(x):
                               axis=axes)
 
 
+@keras.saving.register_keras_serializable(package="tfglv")
 class PriorFlowLayer(base.FlowLayer):
   """Owns the prior flow's layers; `bijector` maps z to its base variable.
 

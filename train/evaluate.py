@@ -46,6 +46,12 @@ flags.DEFINE_integer("num_images", _DEFAULTS.num_images,
                      "Images per sample grid (reconstructions: a quarter).")
 flags.DEFINE_integer("num_pairs", _DEFAULTS.num_pairs,
                      "Image pairs in the switch grid.")
+flags.DEFINE_integer("switch_score_pairs", _DEFAULTS.switch_score_pairs,
+                     "Pairs of --split whose switches the switch task scores "
+                     "(at most half the split).")
+flags.DEFINE_integer("classifier_max_train", _DEFAULTS.classifier_max_train,
+                     "Train images of the switch task's classifier "
+                     "(0: all).")
 flags.DEFINE_integer("num_interpolations", _DEFAULTS.num_interpolations,
                      "2-D interpolation grids (one per image pair).")
 flags.DEFINE_float("probe_C", _DEFAULTS.probe_C,
@@ -65,6 +71,10 @@ flags.DEFINE_integer("fid_num_samples", _DEFAULTS.fid_num_samples,
 flags.DEFINE_float("fid_temperature", _DEFAULTS.fid_temperature,
                    "Temperature of the FID samples.")
 flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of all evaluation noise.")
+flags.DEFINE_string("output_dir", "",
+                    "Where results go; default: <workdir>/eval. Checked for "
+                    "writing before any evaluation starts (for a read-only "
+                    "workdir, pass a directory of your own).")
 flags.DEFINE_integer("figure_scale", _DEFAULTS.figure_scale,
                      "Enlarge every figure cell this many times (nearest "
                      "neighbour); 0: to at least 96 px.")
@@ -81,6 +91,8 @@ def options_from_flags() -> commands.EvaluationOptions:
       batch_size=FLAGS.batch_size,
       posterior_samples=FLAGS.posterior_samples, temperatures=temperatures,
       num_images=FLAGS.num_images, num_pairs=FLAGS.num_pairs,
+      switch_score_pairs=FLAGS.switch_score_pairs,
+      classifier_max_train=FLAGS.classifier_max_train or None,
       num_interpolations=FLAGS.num_interpolations, probe_C=FLAGS.probe_C,
       probe_max_train=FLAGS.probe_max_train or None,
       probe_max_test=FLAGS.probe_max_test or None,
@@ -88,7 +100,7 @@ def options_from_flags() -> commands.EvaluationOptions:
       inception_weights=FLAGS.inception_weights,
       fid_num_samples=FLAGS.fid_num_samples,
       fid_temperature=FLAGS.fid_temperature, seed=FLAGS.seed,
-      figure_scale=FLAGS.figure_scale)
+      figure_scale=FLAGS.figure_scale, output_dir=FLAGS.output_dir)
 
 
 def main(argv):

@@ -17,6 +17,7 @@ Examples:
 
 import gc
 import os
+import sys
 
 from absl import app
 from absl import flags
@@ -176,10 +177,19 @@ def main(argv):
         allow_config_changes=FLAGS.allow_config_changes)
   except ValueError as e:  # Bad input: say what and stop before training.
     raise app.UsageError(str(e)) from None
-  trainer.run(max_train_seconds=FLAGS.max_train_seconds or None)
+  try:
+    trainer.run(max_train_seconds=FLAGS.max_train_seconds or None)
+  except training.CheckpointSaveError as e:
+    sys.stderr.write(f"FATAL: {e}\n")
+    sys.exit(1)
   # The traced graphs leave millions of objects; without this, the cycle
   # collector's final pass at interpreter exit takes tens of seconds.
   gc.freeze()
+  if trainer.stopped_by:
+    print(f"Stopped by {trainer.stopped_by} at step "
+          f"{int(trainer.step.numpy())} with a checkpoint; run the same "
+          f"command to continue.", flush=True)
+    sys.exit(training.STOP_EXIT_STATUS[trainer.stopped_by])
 
 
 if __name__ == "__main__":

@@ -89,6 +89,19 @@ def test_bad_npz_inputs(tmp_path):
   half = write_npz(tmp_path / "h.npz",
                    x_train=np.zeros((20, 16, 16, 3), np.uint8))
   assert_value_error(npz_config(half), "x_test")
+  # Damaged files (tests/data/test_file_checks.py has every kind).
+  np.save(tmp_path / "single.npy", np.zeros((20, 16, 16, 3), np.uint8))
+  os.rename(tmp_path / "single.npy", tmp_path / "single.npz")
+  assert_value_error(npz_config(tmp_path / "single.npz"), "single.npz",
+                     "is a single .npy array (np.save), not an .npz archive")
+  damaged = write_npz(tmp_path / "d.npz",
+                      x_train=np.zeros((20, 16, 16, 3), np.uint8),
+                      x_test=np.zeros((20, 16, 16, 3), np.uint8))
+  content = bytearray(open(damaged, "rb").read())
+  content[content.find(b"x_test.npy") + 300] ^= 0xFF  # In its data.
+  open(damaged, "wb").write(bytes(content))
+  assert_value_error(npz_config(damaged), damaged,
+                     "member 'x_test' is damaged: Bad CRC-32")
 
 
 # --- folder ----------------------------------------------------------------
@@ -139,7 +152,69 @@ def test_bad_folder(tmp_path):
   (broken / "notes.jpg").write_bytes(b"not an image at all")
   assert_value_error(
       tiny(**{"data.dataset": "folder", "data.path": str(broken)}),
-      "1 of 2 files are not readable PNG/JPEG images (notes.jpg)")
+      "1 of 2 files are not readable PNG/JPEG images - notes.jpg: not a PNG "
+      "or JPEG file (it starts with b'not an i'). Remove or repair them, or "
+      "set data.on_bad_image=skip to train without them.")
+
+
+def bad_image_folder(root, num_good=30):
+  """`num_good` PNGs in two classes, plus 12 unreadable files of four
+  kinds; returns the names of the bad files."""
+  rng = np.random.RandomState(4)
+  for i in range(num_good):
+    write_image(str(root / ("cats" if i % 2 else "dogs") / f"{i:02d}.png"),
+                rng.randint(0, 256, (16, 16, 3)).astype(np.uint8))
+  whole_jpeg = tf.io.encode_jpeg(
+      rng.randint(0, 256, (16, 16, 3)).astype(np.uint8)).numpy()
+  bad = {}
+  for i in range(3):
+    bad[f"cats/text{i}.png"] = b"a text file named .png"
+    bad[f"cats/zero{i}.jpg"] = b""
+    bad[f"dogs/cut{i}.jpg"] = whole_jpeg[:len(whole_jpeg) // 2]
+    bad[f"dogs/cut{i}.jpeg"] = whole_jpeg[:-1]
+  for name, content in bad.items():
+    (root / name).write_bytes(content)
+  return sorted(bad)
+
+
+def test_unreadable_images_stop_the_run_up_front_naming_ten(tmp_path):
+  bad = bad_image_folder(tmp_path)
+  with pytest.raises(ValueError) as error:
+    data.num_examples(tiny(**{"data.dataset": "folder",
+                              "data.path": str(tmp_path)}), "train")
+  message = str(error.value)
+  assert "12 of 42 files are not readable PNG/JPEG images - " in message
+  named = [name for name in bad if f"{name}: " in message]
+  assert len(named) == files.MAX_NAMED_FILES
+  assert "; and 2 more. Remove or repair them" in message
+  assert "cats/text0.png: not a PNG or JPEG file" in message
+  assert "cats/zero0.jpg: empty (0 bytes)" in message
+  assert "dogs/cut0.jpeg: truncated JPEG (no end-of-image marker" in message
+  assert "\n" not in message
+
+
+def test_skip_leaves_unreadable_images_out_with_one_warning(tmp_path, caplog):
+  bad = bad_image_folder(tmp_path)
+  config = tiny(**{"data.dataset": "folder", "data.path": str(tmp_path),
+                   "data.on_bad_image": "skip"})
+  with caplog.at_level("WARNING"):
+    counts = [data.num_examples(config, split) for split in ("train", "test")]
+    images, labels = data.load_arrays(config, "train")  # Decodes every one.
+  assert sum(counts) == 30
+  assert images.shape == (counts[0], 16, 16, 3)
+  assert set(labels["label"]) == {0, 1}  # cats, dogs: as without bad files.
+  warnings = [r.getMessage() for r in caplog.records
+              if "not readable PNG/JPEG" in r.getMessage()]
+  assert len(warnings) == 1, warnings  # Not once per pipeline.
+  assert "12 of 42 files" in warnings[0] and "; and 2 more" in warnings[0]
+  assert "Skipped (data.on_bad_image=skip)" in warnings[0]
+  assert sum(f"{name}: " in warnings[0] for name in bad) == 10
+  # A folder of nothing but bad files stops the run even when skipping.
+  only_bad = tmp_path / "only_bad"
+  only_bad.mkdir()
+  (only_bad / "zero.png").write_bytes(b"")
+  with pytest.raises(ValueError, match="1 of 1 files are not readable"):
+    files.load_folder(str(only_bad), on_bad_image="skip")
 
 
 def test_a_single_array_too_small_to_split_names_the_count_that_works(

@@ -7,6 +7,7 @@ test_probe_command.py, the command line in tests/train/test_evaluate.py.
 
 import csv
 import json
+import math
 import os
 
 import keras
@@ -89,6 +90,19 @@ def test_bits_per_dim_tables_and_bounds(run, trained_workdir):
   assert rows[0] == ["metric", "bits_per_dim", "stderr"]
   assert [r[0] for r in rows[1:]] == ["bpd", "iw_bpd", "nll", "kl"]
   assert float(rows[1][1]) == pytest.approx(result["bpd"])
+  # The global code's diagnostics over the same 20 images.
+  assert result["kl_bits_per_image"] == pytest.approx(
+      result["kl"] * SIZE * SIZE * 3)
+  assert result["diagnostic_images"] == 20
+  assert result["latent_dim"] == run.model.latent_dim
+  means, _ = run.model.posterior(data.load_arrays(run.config, "test", 20)[0])
+  assert result["active_units"] == int(np.sum(
+      np.var(means.numpy().astype(np.float64), axis=0) > 0.01))
+  assert 0.0 <= result["mutual_information_bits"] <= math.log2(20) + 0.1
+  assert lines[7].startswith("Global code z: KL ")
+  # A 3-step encoder still outputs ~N(0, 0.01^2): near collapse, said so.
+  assert lines[-1].startswith("WARNING: the global code z is near collapse "
+                              "on the test split")
 
   # One posterior sample: the importance-weighted bound is the ELBO.
   single = commands.evaluate_bits_per_dim(run, "train", posterior_samples=1,
@@ -98,7 +112,12 @@ def test_bits_per_dim_tables_and_bounds(run, trained_workdir):
 
   # The trainer's own evaluation (first 16 test images, k = 5, other noise).
   with open(os.path.join(trained_workdir, "train_summary.json")) as f:
-    trainer_bpd = json.load(f)["evaluations"][-1]["bpd"]
+    trainer_evaluation = json.load(f)["evaluations"][-1]
+  trainer_bpd = trainer_evaluation["bpd"]
+  assert trainer_evaluation["kl_bits_per_image"] == pytest.approx(
+      trainer_evaluation["kl"] * SIZE * SIZE * 3)
+  assert trainer_evaluation["collapse_warning"].startswith(
+      "WARNING: the global code z is near collapse at step 3")
   ours = commands.evaluate_bits_per_dim(run, "test", posterior_samples=5,
                                         max_examples=16, progress=False)
   assert ours["bpd"] == pytest.approx(trainer_bpd, abs=0.02)
@@ -113,8 +132,14 @@ def test_glow_has_no_global_code_to_probe_or_switch(tmp_path):
   demo_run.write_demo_workdir(workdir, config, images)
   options = commands.EvaluationOptions(num_pairs=2, probe_max_train=128,
                                        progress=False)
-  results = commands.run_tasks(workdir, ["switch", "probe"], options)
-  assert results["switch"]["fraction_changed_by_switch"] == 0.0
+  # Asked for by name, the switch stops before any task with the reason.
+  with pytest.raises(ValueError, match="--task=switch needs a global code z, "
+                     "but .* is a 'glow' run, which has none"):
+    commands.run_tasks(workdir, ["probe", "switch"], options)
+  assert not os.path.exists(os.path.join(workdir, "eval", "probe.json"))
+  assert commands.switch_score.runnable_tasks(
+      runs.load_run(workdir), ("bpd", "switch"), {"all"}) == ("bpd",)
+  results = commands.run_tasks(workdir, ["probe"], options)
   probed = results["probe"]
   assert probed["representations"] == ["v", "raw pixels"]
   z_row = next(l for l in probed["table"].splitlines() if l.startswith("z "))
@@ -156,3 +181,49 @@ def test_fid_rejects_a_weights_file_of_the_wrong_shape(trained_workdir,
     commands.run_tasks(trained_workdir, ["fid"], options)
   with pytest.raises(ValueError, match="FID needs InceptionV3 weights"):
     commands.inception_feature_fn("")
+
+
+def _copy_of(workdir, tmp_path):
+  import shutil  # pylint: disable=g-import-not-at-top
+  copy = str(tmp_path / "run")
+  shutil.copytree(workdir, copy)
+  shutil.rmtree(os.path.join(copy, "eval"), ignore_errors=True)
+  return copy
+
+
+def test_an_unwritable_output_is_refused_before_any_work(trained_workdir,
+                                                         tmp_path,
+                                                         monkeypatch):
+  workdir = _copy_of(trained_workdir, tmp_path)
+  # <workdir>/eval cannot be created (as root, file modes do not stop
+  # writes; a file in the way does).
+  with open(os.path.join(workdir, "eval"), "w") as f:
+    f.write("in the way")
+
+  def no_slow_work(*unused_args, **unused_kwargs):
+    raise AssertionError("restored the model before checking the output")
+
+  monkeypatch.setattr(runs, "load_run", no_slow_work)
+  with pytest.raises(ValueError, match=r"evaluation output directory .*eval'"
+                                       r" is not writable: .*; pass "
+                                       r"--output_dir"):
+    commands.run_tasks(workdir, ["bpd"])
+  monkeypatch.undo()
+  out = str(tmp_path / "elsewhere")
+  results = commands.run_tasks(
+      workdir, ["bpd"], commands.EvaluationOptions(
+          max_examples=8, posterior_samples=1, progress=False,
+          output_dir=out))
+  assert np.isfinite(results["bpd"]["bpd"])
+  assert os.path.exists(os.path.join(out, "bpd_test.json"))
+
+
+def test_two_evaluations_of_one_output_directory_exclude_each_other(
+    trained_workdir, tmp_path):
+  from tfglv.rundir import lock  # pylint: disable=g-import-not-at-top
+  workdir = _copy_of(trained_workdir, tmp_path)
+  with lock.DirectoryLock(os.path.join(workdir, "eval"), "evaluation"):
+    with pytest.raises(lock.DirectoryInUseError,
+                       match=rf"in use by evaluation \(pid {os.getpid()}"):
+      commands.run_tasks(workdir, ["bpd"], commands.EvaluationOptions(
+          max_examples=8, posterior_samples=1, progress=False))

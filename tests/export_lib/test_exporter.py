@@ -32,7 +32,10 @@ def test_layout_and_export_info(run):
   assert sorted(os.listdir(requests_dir)) == sorted(
       f"{name}.json" for name in signatures.SIGNATURE_NAMES)
   # The staging directory was renamed into place, not left behind.
-  assert os.listdir(os.path.dirname(version_dir)) == ["1"]
+  # The version, and the lock that reserved it (TF Serving ignores names
+  # that are not integers).
+  assert sorted(os.listdir(os.path.dirname(version_dir))) == [".tfglv.lock",
+                                                              "1"]
   with open(os.path.join(version_dir, exporter.INFO_FILE)) as f:
     info = json.load(f)
   assert info["step"] == 100 and info["version"] == 1

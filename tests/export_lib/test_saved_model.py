@@ -8,7 +8,11 @@ through the real command line (see export_testlib).
 import json
 import os
 import re
+import shutil
+import stat
+import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -151,7 +155,7 @@ def test_versions_and_argument_checks(tmp_path):
   with pytest.raises(ValueError, match="already exists.*omit it to use the "
                      "next one \\(8\\)"):
     saved_model_lib.version_directory(base, "m", 7)
-  with pytest.raises(ValueError, match="positive integer"):
+  with pytest.raises(ValueError, match=r"an integer in \[1, "):
     saved_model_lib.version_directory(base, "m", 0)
   with pytest.raises(ValueError, match="plain directory name"):
     saved_model_lib.version_directory(base, "../m")
@@ -160,3 +164,72 @@ def test_versions_and_argument_checks(tmp_path):
     exporter.export_from_workdir(base, base, tflite_variants=["int8"])
 
 
+
+
+def test_concurrent_exports_reserve_different_versions(tmp_path):
+  base = str(tmp_path)
+  os.makedirs(os.path.join(base, "m", "3"))
+  with saved_model_lib.reserve_version(base, "m") as (first, staging_1):
+    # A second export while the first is still writing takes the next one.
+    with saved_model_lib.reserve_version(base, "m") as (second, staging_2):
+      assert (first, second) == (os.path.join(base, "m", "4"),
+                                 os.path.join(base, "m", "5"))
+      with pytest.raises(ValueError, match=r"Version 4 of .* is being "
+                                           rf"exported by process {os.getpid()}"):
+        saved_model_lib.version_directory(base, "m", 4)
+      for staging in (staging_1, staging_2):
+        with open(os.path.join(staging, "saved_model.pb"), "w") as f:
+          f.write("x")
+  assert saved_model_lib.existing_versions(os.path.join(base, "m")) == [3, 4,
+                                                                        5]
+  assert sorted(os.listdir(os.path.join(base, "m"))) == [".tfglv.lock", "3",
+                                                         "4", "5"]
+
+
+def test_a_killed_exports_reservation_is_cleared(tmp_path):
+  base = str(tmp_path)
+  child = subprocess.Popen(["sleep", "0"])
+  child.wait()  # A pid that no longer runs.
+  stale = os.path.join(base, "m", f".staging-1-pid{child.pid}-abc")
+  os.makedirs(stale)
+  assert saved_model_lib.version_directory(base, "m").endswith("m/1")
+  assert not os.path.exists(stale)
+
+
+def test_versions_beyond_int64_are_refused(tmp_path):
+  base = str(tmp_path)
+  for version in (2 ** 63, -1, True):
+    with pytest.raises(ValueError, match=r"integer in \[1, "
+                                         r"9223372036854775807\] \(TF "
+                                         r"Serving's versions are int64\)"):
+      saved_model_lib.version_directory(base, "m", version)
+  os.makedirs(os.path.join(base, "m", str(2 ** 63 - 1)))
+  with pytest.raises(ValueError, match=r"the largest TF Serving accepts"):
+    saved_model_lib.version_directory(base, "m")
+
+
+def test_published_versions_have_the_umasks_permissions():
+  # Not under pytest's tmp_path: its parents are private to this user.
+  base = tempfile.mkdtemp(prefix="tfglv_umask_")
+  try:
+    os.chmod(base, 0o755)
+    old = os.umask(0o022)
+    try:
+      with saved_model_lib.reserve_version(base, "m") as (final, staging):
+        os.makedirs(os.path.join(staging, "variables"))
+        with open(os.path.join(staging, "saved_model.pb"), "w") as f:
+          f.write("x")
+    finally:
+      os.umask(old)
+    assert stat.S_IMODE(os.stat(final).st_mode) == 0o755
+    if os.geteuid() != 0:
+      pytest.skip("reading as another user needs root to switch users")
+    nobody = 65534
+    reader = subprocess.run(
+        ["sh", "-c", 'ls "$1" && cat "$1/saved_model.pb"', "sh", final],
+        preexec_fn=lambda: (os.setgid(nobody), os.setuid(nobody)),
+        capture_output=True, text=True, check=False)
+    assert reader.returncode == 0, reader.stderr
+    assert reader.stdout.split() == ["saved_model.pb", "variables", "x"]
+  finally:
+    shutil.rmtree(base)

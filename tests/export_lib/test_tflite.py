@@ -143,3 +143,31 @@ def test_glow_has_zero_width_latents_everywhere(tmp_path):
   decoded = runner("decode", z=np.zeros((1, 0), np.float32),
                    v=encoded["v"].numpy()[:1])["images"]
   assert np.abs(decoded.astype(int) - images[:1]).max() <= 1
+
+
+def test_the_runner_checks_inputs_the_raw_interpreter_does_not(run):
+  runner = tflite.Runner(read_tflite(run, "float32"))
+  z = np.zeros((1, 8), np.float32)
+  v = np.zeros((1, 32, 32, 3), np.float32)
+  noise = dict(z_noise=z, v_noise=v)
+  cases = [
+      ("decode", dict(z=np.zeros((2, 8), np.float32), v=v),
+       r"decode: input z must be float32 \[1, 8\] \(this file's batch is "
+       r"fixed at export, --tflite_batch_size\); got float32 \[2, 8\]"),
+      ("decode", dict(z=z, v=v.astype(np.float64)),
+       r"input v must be float32 \[1, 32, 32, 3\] .* got float64"),
+      ("decode", dict(z=z), r"decode takes inputs \['v', 'z'\]; got \['z'\]"),
+      ("decode", dict(z=z + np.nan, v=v), r"input z must be finite"),
+      ("decode", dict(z=z, v=v + 1e30),
+       r"input v must lie within \+-10000; got a value of 1e\+30"),
+      ("sample", dict(temperature=np.float32(1e6), **noise),
+       r"temperature must lie in \(0, 10\]; got 1000000.0"),
+      ("sample", dict(temperature=np.float32(0), **noise),
+       r"temperature must lie in \(0, 10\]"),
+      ("encode", dict(images=v), r"Unknown signature 'encode'; this model "
+                                 r"has decode, sample"),
+  ]
+  for signature, inputs, message in cases:
+    with pytest.raises(ValueError, match=message):
+      runner(signature, **inputs)
+  assert runner("decode", z=z, v=v)["images"].shape == (1, 32, 32, 3)

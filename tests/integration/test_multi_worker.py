@@ -158,7 +158,7 @@ def test_two_workers_match_each_other_and_one_mirrored_process(
   for index in range(2):
     assert worker_directories(tmp_path / f"tmp{index}") == [], index
   assert sorted(os.listdir(workdir)) == [
-      "checkpoints", "config.json", "eval", "reconstructions.png",
+      ".tfglv.lock", "checkpoints", "config.json", "eval", "reconstructions.png",
       "samples_t0.7.png", "samples_t1.0.png", "train", "train_summary.json"]
 
   # Bit-identical parameters and optimizer state on both workers.

@@ -8,12 +8,14 @@ timeout. Cases cover wrong dtype, shape and rank, NaN/inf floats, empty
 batches, huge batch sizes and wrong n_bits.
 """
 
+import io
 import json
 import math
 import os
 import subprocess
 import sys
 import threading
+import zipfile
 
 import numpy as np
 import pytest
@@ -129,6 +131,152 @@ def trainer_flag_cases(tmp_path):
        "Cannot parse '[8, 8' for config field 'encoder.channels'"),
       ([at, "--dataset=npz", f"--data_path={float_npz}"], "uint8"),
       ([f"--workdir={a_file}/run"], "is not writable"),
+  ] + bad_data_and_config_cases(tmp_path)
+
+
+def _npy(array, shape=None):
+  """An .npy member of `array` whose header may claim another shape."""
+  header = np.lib.format.header_data_from_array_1_0(array)
+  header["shape"] = shape or array.shape
+  member = io.BytesIO()
+  np.lib.format.write_array_header_1_0(member, header)
+  member.write(array.tobytes())
+  return member.getvalue()
+
+
+def _hostile_npz_files(directory):
+  """{kind: path} of .npz files that are damaged or not an .npz at all."""
+  images = np.zeros((20, 16, 16, 3), np.uint8)
+  members = {"x_train.npy": _npy(images), "x_test.npy": _npy(images)}
+  paths = {kind: os.path.join(directory, f"{kind}.npz")
+           for kind in ("crc", "huge", "npy")}
+  with zipfile.ZipFile(paths["huge"], "w") as archive:
+    archive.writestr("x_train.npy", _npy(images, (10**9, 16, 16, 3)))
+    archive.writestr("x_test.npy", members["x_test.npy"])
+  with zipfile.ZipFile(paths["crc"], "w") as archive:
+    for name, content in members.items():
+      archive.writestr(name, content)
+  content = bytearray(open(paths["crc"], "rb").read())
+  content[content.find(b"x_test.npy") + 300] ^= 0xFF  # A byte of its data.
+  with open(paths["crc"], "wb") as f:
+    f.write(bytes(content))
+  with open(paths["npy"], "wb") as f:  # An .npy renamed to .npz.
+    np.save(f, images)
+  return paths
+
+
+def _folder_with_bad_images(directory, bad_files):
+  """A folder of 20 PNGs and `bad_files` ({name: content})."""
+  os.makedirs(directory)
+  good = tf.io.encode_png(np.zeros((16, 16, 3), np.uint8)).numpy()
+  for i in range(20):
+    with open(os.path.join(directory, f"{i:02d}.png"), "wb") as f:
+      f.write(good)
+  for name, content in bad_files.items():
+    with open(os.path.join(directory, name), "wb") as f:
+      f.write(content)
+  return directory
+
+
+def _tampered_workdir(directory, **changes):
+  """A workdir whose config.json is the tiny one with dotted `changes`
+  (`__` for dots), as a hand edit or a damaged disk might leave it."""
+  values = configs.to_dict(configs.get("tiny"))
+  for dotted, value in changes.items():
+    *parents, name = dotted.split("__")
+    node = values
+    for parent in parents:
+      node = node[parent]
+    node[name] = value
+  os.makedirs(directory)
+  with open(os.path.join(directory, "config.json"), "w") as f:
+    json.dump(values, f)
+  return f"--workdir={directory}"
+
+
+def bad_data_and_config_cases(tmp_path):
+  """Issue 14, items 5, 7, 10, 11 and 17: damaged data files and config
+  values of absurd size or the wrong type, on the command line and in a
+  run's config.json; each stops before anything is allocated or trained."""
+  at = f"--workdir={tmp_path / 'run'}"
+  npz = _hostile_npz_files(str(tmp_path))
+  jpeg = tf.io.encode_jpeg(np.zeros((16, 16, 3), np.uint8)).numpy()
+  folder = _folder_with_bad_images(str(tmp_path / "photos"), {
+      "notes.png": b"a text file named .png", "empty.jpg": b"",
+      "cut.jpg": jpeg[:len(jpeg) // 2]})
+  many = _folder_with_bad_images(str(tmp_path / "many"), {
+      f"cut{i:02d}.jpg": jpeg[:-1] for i in range(12)})
+  return [
+      # 5: unreadable images in a folder, named up front.
+      ([at, "--dataset=folder", f"--data_path={folder}"],
+       "3 of 23 files are not readable PNG/JPEG images - cut.jpg: truncated "
+       "JPEG (no end-of-image marker at its end, and it does not decode); "
+       "empty.jpg: empty (0 bytes); notes.png: not a PNG or JPEG file"),
+      ([at, "--dataset=folder", f"--data_path={many}"],
+       "12 of 32 files are not readable PNG/JPEG images"),
+      ([at, "--dataset=folder", f"--data_path={many}"],
+       "; and 2 more. Remove or repair them, or set data.on_bad_image=skip"),
+      ([at, "--set", "data.on_bad_image=ignore"],
+       "Unknown data.on_bad_image 'ignore'; allowed: error, skip"),
+      # 7 and 17: absurd sizes, from flags and from a tampered config.json.
+      ([at, "--set", "train.init_batch_size=1000000000"],
+       "train.init_batch_size 1000000000 is too large: the init batch of "
+       "1000000000 images of 16x16x3 would hold 768,000,000,000 pixel "
+       "values, more than the 1,073,741,824 allowed"),
+      ([at, "--batch_size=100000000"],
+       "train.batch_size 100000000 is too large"),
+      ([at, "--set", "data.synthetic_size=1000000000"],
+       "data.synthetic_size must be at most 16777216; got 1000000000"),
+      ([at, "--set", "latent_dim=100000000"],
+       "model.latent_dim must be at most 8192; got 100000000"),
+      ([at, "--set", "decoder.hidden_channels=[8, 1000000, 16]"],
+       "model.decoder.hidden_channels entries must be at most 4096; got "
+       "1000000"),
+      ([at, "--set", "prior.hidden_units=1000000"],
+       "model.prior.hidden_units must be at most 4096"),
+      ([at, "--set", "image_size=1048576"],
+       "model.image_size must be at most 2048; got 1048576"),
+      ([at, "--set", "decoder.num_steps=[1, [100000, 1], 1]"],
+       "has 100003 Glow steps in all; at most 1024 are allowed"),
+      ([at, "--set", "train.eval_posterior_samples=1000000"],
+       "train.eval_posterior_samples must be at most 256"),
+      ([at, "--set", "train.figure_scale=100000"],
+       "train.figure_scale 100000 would enlarge 16x16 images to 1600000 px "
+       "cells"),
+      ([_tampered_workdir(tmp_path / "huge_init",
+                          train__init_batch_size=10**9)],
+       "train.init_batch_size 1000000000 is too large"),
+      ([_tampered_workdir(tmp_path / "huge_latent",
+                          model__latent_dim=10**8)],
+       "model.latent_dim must be at most 8192; got 100000000"),
+      ([_tampered_workdir(tmp_path / "huge_width",
+                          model__decoder__hidden_channels=[8, 10**6, 16])],
+       "model.decoder.hidden_channels entries must be at most 4096"),
+      # 10: damaged .npz files.
+      ([at, "--dataset=npz", f"--data_path={npz['crc']}"],
+       f"npz file {npz['crc']}: member 'x_test' is damaged: Bad CRC-32"),
+      ([at, "--dataset=npz", f"--data_path={npz['huge']}"],
+       f"npz file {npz['huge']}: member 'x_train' claims shape (1000000000, "
+       f"16, 16, 3) of uint8 (768,000,000,000 bytes of data) but stores "
+       f"15,360"),
+      ([at, "--dataset=npz", f"--data_path={npz['npy']}"],
+       f"npz file {npz['npy']} is a single .npy array (np.save), not an .npz "
+       f"archive"),
+      # 11: values of the wrong type.
+      ([_tampered_workdir(tmp_path / "string_size", model__image_size="16")],
+       "config field model.image_size must be an integer; got '16' (str)"),
+      ([_tampered_workdir(tmp_path / "list_bits", model__n_bits=[8])],
+       "config field model.n_bits must be an integer; got [8] (list)"),
+      ([_tampered_workdir(tmp_path / "float_batch", train__batch_size=32.5)],
+       "config field train.batch_size must be an integer; got 32.5"),
+      ([_tampered_workdir(tmp_path / "train_not_object", train=5)],
+       "config section train must be an object of fields; got 5"),
+      ([at, "--set", 'decoder.hidden_channels=[8, "x", 16]'],
+       "config field model.decoder.hidden_channels must be a list of "
+       "integers; got [8, 'x', 16]"),
+      ([at, "--set", "decoder.num_steps=[1, [1, 1.5], 1]"],
+       "config field model.decoder.num_steps must be a list of integers or "
+       "lists of integers"),
   ]
 
 
@@ -242,9 +390,20 @@ def test_model_library(demo_workdir):
       (lambda: model.decode(z, inf_v), "v must be finite"),
       (lambda: model.decode(z[:0], v[:0]), "got an empty batch"),
       (lambda: model.sample(2, temperature=math.inf),
-       "temperature must be > 0 and finite"),
+       "temperature must be in (0, 10]"),
       (lambda: model.sample(2, temperature=math.nan),
-       "temperature must be > 0 and finite"),
+       "temperature must be in (0, 10]"),
+      # Finite overflow: saturated pixels, no NaN to show it.
+      (lambda: model.sample(2, temperature=1e6),
+       "temperature must be in (0, 10] (typically 0.7-1.0); got 1000000.0"),
+      (lambda: model.decode(z * 0 + 1e30, v),
+       "z must lie within +-10000 (codes of real images stay within about "
+       "+-10); got a value of 1e+30"),
+      (lambda: model.decode(z, v * 0 - 1e30), "v must lie within +-10000"),
+      (lambda: model.interpolate(images, images, [0.0, 1e30], [0.5]),
+       "z_fractions must lie in [-1, 2] (0: the first image, 1: the second)"),
+      (lambda: model.interpolate(images, images, [0.5], [-3.0]),
+       "v_fractions must lie in [-1, 2]"),
       (lambda: model.sample(0), "num_samples must be >= 1"),
       (lambda: model.bits_per_dim(images, num_samples=0),
        "num_samples must be >= 1"),
@@ -340,6 +499,24 @@ def signature_cases(config):
       ("sample_from_seed", dict(seed=seed.astype(np.int64),
                                 num_samples=np.int32(2), temperature=one),
        "expected to be a int32 tensor but is a int64 tensor"),
+      # Finite overflow: all-black images, no NaN to show it.
+      ("decode", dict(z=floats(2, d_z) + 1e30, v=floats(2, size, size, 3)),
+       "decode: input z must lie in [-10000, 10000]; got values from] [1e+30]"),
+      ("decode", dict(z=floats(2, d_z), v=floats(2, size, size, 3) - 1e30),
+       "decode: input v must lie in [-10000, 10000]"),
+      ("sample", dict(z_noise=floats(2, d_z), v_noise=floats(2, size, size, 3),
+                      temperature=np.float32(1e6)),
+       "sample: input temperature must lie in (0, 10]"),
+      ("sample", dict(z_noise=floats(2, d_z) + 1e30,
+                      v_noise=floats(2, size, size, 3), temperature=one),
+       "sample: input z_noise must lie in [-10000, 10000]"),
+      ("sample_from_seed", dict(seed=seed, num_samples=np.int32(2),
+                                temperature=np.float32(1e6)),
+       "sample_from_seed: input temperature must lie in (0, 10]"),
+      ("interpolate", dict(images_start=images, images_end=images,
+                           z_fractions=np.float32([0, 1e30]),
+                           v_fractions=fractions),
+       "interpolate: input z_fractions must lie in [-1, 2]"),
       ("switch", dict(global_images=images[:2], local_images=images),
        "switch: inputs global_images and local_images must have the same "
        "batch size"),

@@ -223,3 +223,63 @@ def test_command_line_falls_back_from_a_truncated_checkpoint(tmp_path):
   # The run saved a new, complete step 6 and went on to 8.
   read_fully(os.path.join(workdir, "checkpoints", "ckpt-6"))
   assert latest_step(workdir) == 8
+
+
+def _signal_after_a_step(process, workdir, signum, start_step=0):
+  """Sends `signum` once the run logs a step past `start_step`."""
+  wait_for(lambda: any(s > start_step for s in process.logged_steps()),
+           f"a step after {start_step}", process)
+  os.kill(process.process.pid, signum)
+  process.process.wait(timeout=TIMEOUT)
+
+
+def test_sigterm_and_sigint_stop_with_a_checkpoint(tmp_path):
+  """Preemption (SIGTERM) and Ctrl-C (SIGINT) save the step they stop at:
+  nothing is lost, and the same command continues from there."""
+  workdir = str(tmp_path / "run")
+  # No periodic checkpoint after the first: only the stop can save.
+  command = COMMAND + [f"--workdir={workdir}", "--num_steps=100000",
+                       "--checkpoint_every=100000"]
+  first = TrainerProcess(command, str(tmp_path / "first.log"))
+  _signal_after_a_step(first, workdir, signal.SIGTERM)
+  log = first.log()
+  assert first.process.returncode == 0, log[-3000:]
+  stopped = re.search(r"Stopped by SIGTERM at step (\d+) with a checkpoint; "
+                      r"run the same command to continue\.", log)
+  assert stopped, log[-3000:]
+  step = int(stopped.group(1))
+  assert step >= 1 and latest_step(workdir) == step
+  assert "Traceback" not in log
+
+  second = TrainerProcess(command, str(tmp_path / "second.log"))
+  _signal_after_a_step(second, workdir, signal.SIGINT, start_step=step)
+  log = second.log()
+  assert second.process.returncode == 130, log[-3000:]
+  assert f"Restored {workdir}/checkpoints/ckpt-{step} at step {step} " in log
+  stopped = re.search(r"Stopped by SIGINT at step (\d+)", log)
+  assert stopped and int(stopped.group(1)) > step, log[-3000:]
+  assert latest_step(workdir) == int(stopped.group(1))
+  assert "Traceback" not in log and "KeyboardInterrupt" not in log
+
+
+def test_a_second_trainer_on_the_same_workdir_stops_at_once(tmp_path):
+  workdir = str(tmp_path / "run")
+  command = COMMAND + [f"--workdir={workdir}", "--num_steps=100000",
+                       "--checkpoint_every=100000"]
+  first = TrainerProcess(command, str(tmp_path / "first.log"))
+  try:
+    wait_for(lambda: first.logged_steps(), "a first step", first)
+    config_before = open(os.path.join(workdir, "config.json")).read()
+    second = TrainerProcess(command + ["--learning_rate=0.01"],
+                            str(tmp_path / "second.log"))
+    second.process.wait(timeout=TIMEOUT)
+    log = second.log()
+    assert second.process.returncode == 1, log[-3000:]
+    assert (f"is in use by training (pid {first.process.pid} on host "
+            f"{os.uname().nodename}, since ") in log, log[-3000:]
+    assert "Traceback" not in log
+    # The first run's files are untouched by the second.
+    assert open(os.path.join(workdir, "config.json")).read() == config_before
+    assert first.process.poll() is None
+  finally:
+    first.kill()

@@ -177,6 +177,9 @@ def test_inference_cache_stores_the_kernel_and_is_read():
 def test_model_inference_cache_covers_every_weight_normalised_layer(
     monkeypatch):
   model = tfglv.build_model(tfglv.configs.get("tiny"))
+  # Every call runs its Python (not a compiled graph traced earlier), so the
+  # spy sees each layer's `cached` flag on every call.
+  model.run_eagerly = True
   layers = [l for l in _compat.sublayers(model)
             if isinstance(l, weight_norm.WeightNormLayer)]
   config = model.config

@@ -180,6 +180,7 @@ def test_trainer_resumes_from_the_last_good_checkpoint(tmp_path, caplog):
   with pytest.raises(ValueError, match=r"ckpt-4 is unreadable \(corrupt, "
                      r"truncated or missing files\): IndexError"):
     rundir.restore(workdir)
+  trainer.close()  # As its process would at exit: another may take over.
   with caplog.at_level(logging.WARNING):
     resumed = trainer_lib.Trainer(config, workdir)
   assert resumed.restore() == 2
@@ -190,3 +191,71 @@ def test_trainer_resumes_from_the_last_good_checkpoint(tmp_path, caplog):
       "ckpt-4.data-00000-of-00001", "ckpt-4.index"]
   # Evaluation now finds the good one.
   assert rundir.restore(workdir)[2] == 2
+
+
+def _victims(root):
+  """Files shaped like checkpoints in a directory beside the run's."""
+  victim = root / "victim"
+  victim.mkdir()
+  for name in ("report-2024.index", "report-2024.data-00000-of-00001",
+               "ckpt-9.index", "ckpt-9.data-00000-of-00001"):
+    (victim / name).write_text("precious")
+  return victim
+
+
+@pytest.mark.parametrize("crafted", [
+    "../../victim/report-2024", "{victim}/report-2024", "{victim}/ckpt-9",
+    "ckpt-*", "../victim/ckpt-9"])
+def test_a_crafted_state_file_never_touches_files_outside(tmp_path, caplog,
+                                                          crafted):
+  victim = _victims(tmp_path)
+  directory = tmp_path / "run" / "checkpoints"
+  prefixes = write_checkpoints(str(directory), steps=(2,))
+  crafted = crafted.format(victim=victim)
+  (directory / "checkpoint").write_text(
+      f'model_checkpoint_path: "{crafted}"\n'
+      f'all_model_checkpoint_paths: "ckpt-2"\n'
+      f'all_model_checkpoint_paths: "{crafted}"\n')
+  before = sorted(os.listdir(victim))
+  with caplog.at_level(logging.WARNING):
+    good = recovery.recover(str(directory))
+  assert good == prefixes[2]
+  assert "not checkpoints of this directory: ignored" in caplog.text
+  assert sorted(os.listdir(victim)) == before
+  assert all((victim / n).read_text() == "precious" for n in before)
+  # The state file no longer names it, so CheckpointManager's rotation
+  # cannot delete it either.
+  assert crafted not in (directory / "checkpoint").read_text()
+  assert rundir.latest_checkpoint(str(tmp_path / "run")) == prefixes[2]
+
+
+def test_latest_checkpoint_ignores_a_path_outside_the_run(tmp_path):
+  victim = _victims(tmp_path)
+  directory = tmp_path / "run" / "checkpoints"
+  directory.mkdir(parents=True)
+  (directory / "checkpoint").write_text(
+      f'model_checkpoint_path: "{victim}/ckpt-9"\n')
+  assert rundir.latest_checkpoint(str(tmp_path / "run")) is None
+
+
+def test_interrupted_save_leftovers_are_removed(tmp_path):
+  directory = tmp_path / "checkpoints"
+  prefixes = write_checkpoints(str(directory), steps=(2,))
+  leftover = directory / "ckpt-4_temp"
+  leftover.mkdir()
+  (leftover / "part-00000-of-00001.index").write_text("partial")
+  assert recovery.recover(str(directory)) == prefixes[2]
+  assert not leftover.exists()
+  assert (directory / "ckpt-2.index").exists()
+
+
+@pytest.mark.parametrize("name", ["run[1] x", "run*", "run?"])
+def test_a_workdir_with_glob_characters_is_refused_before_writing(tmp_path,
+                                                                  name):
+  workdir = tmp_path / name
+  with pytest.raises(ValueError, match=r"TensorFlow handles checkpoint paths "
+                                       r"as glob patterns"):
+    trainer_lib.Trainer(tiny(FAST_QUIET), str(workdir))
+  assert not workdir.exists()
+  with pytest.raises(ValueError, match=r"glob patterns"):
+    rundir.restore(str(workdir))

@@ -1,5 +1,6 @@
 """Tests of tfglv.training.reporter, without a training loop."""
 
+import glob
 import json
 import logging
 import math
@@ -58,6 +59,7 @@ def test_a_run_reported_from_start_to_summary(parts, tmp_path, caplog):
   # The last step's loss; means over the finite steps only.
   assert math.isnan(record["loss"]) and record["bpd"] == 7.0
   assert record["nll"] == 6.5 and record["skipped_steps"] == 1.0
+  assert record["kl_bits_per_image"] == 0.5 * 16 * 16 * 3  # kl * D.
   assert reporter.evaluations == [{"bpd": 6.0, "iw_bpd": 5.9, "nll": 5.5,
                                    "kl": 0.5, "num_images": 8.0, "step": 2}]
   logged = [r.getMessage() for r in caplog.records]
@@ -101,3 +103,33 @@ def test_reconstructions_are_exact_in_their_second_row(parts, tmp_path):
                                       size=96, labelled_rows=True)
   first, second = grid[2:98], grid[100:196]  # Rows 0 and 1 (96 px cells).
   np.testing.assert_array_equal(first, second)
+
+
+def test_an_evaluation_reports_the_global_code(parts, tmp_path, caplog):
+  config, model, optimizer = parts
+  workdir = str(tmp_path / "run")
+  reporter = reporter_lib.Reporter(
+      config, workdir, tf.distribute.get_strategy(), model, optimizer)
+  warning = "WARNING: the global code z is near collapse at step 2: ..."
+  evaluation = {"bpd": 6.0, "iw_bpd": 5.9, "nll": 5.5, "kl": 0.5,
+                "num_images": 8.0, "kl_bits_per_image": 384.0,
+                "active_units": 0, "latent_dim": 4,
+                "mutual_information_bits": 0.01,
+                "mutual_information_ceiling_bits": 3.0,
+                "collapse_warning": warning}
+  with caplog.at_level(logging.INFO, logger="absl"):
+    reporter.start(0)
+    reporter.log_evaluation(2, evaluation)
+  records = [(r.levelname, r.getMessage()) for r in caplog.records]
+  assert records[1] == ("INFO", (
+      "eval step 2: test bpd 6.0000 (iw 5.9000, nll 5.5000, kl 0.5000) on 8 "
+      "images; z: KL 384.00 bits/image, 0/4 active units, I(x;z) ~ 0.01 "
+      "bits"))
+  assert records[2] == ("WARNING", warning)
+  reporter.writers.close()
+  tags = set()
+  for path in glob.glob(os.path.join(workdir, "eval", "events.out.*")):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      tags.update(value.tag for value in event.summary.value)
+  assert tags == {"loss", "bpd", "iw_bpd", "nll", "kl", "kl_bits_per_image",
+                  "active_units", "mutual_information_bits"}

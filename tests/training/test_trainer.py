@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tfglv import configs
@@ -96,7 +97,7 @@ def test_tfds_cifar10_through_the_trainer_under_mock_data(tmp_path):
   assert np.isfinite(summary["evaluations"][-1]["bpd"])
   assert rundir.latest_checkpoint(workdir).endswith("ckpt-2")
   assert outputs(workdir) == [
-      "checkpoints", "config.json", "eval", "reconstructions.png",
+      ".tfglv.lock", "checkpoints", "config.json", "eval", "reconstructions.png",
       "samples_t0.7.png", "samples_t1.0.png", "train", "train_summary.json"]
 
 
@@ -153,3 +154,20 @@ def test_a_trainer_that_fails_its_checks_leaves_no_new_workdir(
   with pytest.raises(ValueError, match="cannot build glvae"):
     training.Trainer(tiny(), workdir)
   assert os.path.isdir(workdir)
+
+
+def test_a_full_disk_during_a_save_is_one_line(tmp_path, monkeypatch):
+  trainer = training.Trainer(tiny(train__num_steps=2), str(tmp_path / "run"))
+
+  def full_disk(*unused_args, **unused_kwargs):
+    raise tf.errors.ResourceExhaustedError(
+        None, None, "ckpt-1_temp/part-00000; No space left on device")
+
+  monkeypatch.setattr(trainer.checkpoint_manager, "save", full_disk)
+  with pytest.raises(training.CheckpointSaveError,
+                     match=r"Saving the checkpoint of step \d+ in .*checkpoints"
+                           r" failed: the disk is full \(\d+ MiB free\)\. The "
+                           r"earlier checkpoints are intact"):
+    trainer.run()
+  # The lock went with the failed run: the same workdir can be trained.
+  training.Trainer(tiny(train__num_steps=2), str(tmp_path / "run")).close()

@@ -16,10 +16,10 @@ later tool (evaluation, export) rebuilds the same model from it.
 
 from tfglv.configs.named import get
 from tfglv.configs.schema import (
-    CONFIG_NAMES, COMPUTE_DTYPES, CONV1X1_PARAMETERIZATIONS, COUPLING_TYPES,
-    MODEL_VARIANTS, STRATEGIES, Config, DataConfig, DecoderConfig,
-    EncoderConfig, LevelSteps, ModelConfig, PriorConfig, TrainConfig,
-    field_names, validate, validate_model)
+    BAD_IMAGE_ACTIONS, CONFIG_NAMES, COMPUTE_DTYPES, CONV1X1_PARAMETERIZATIONS,
+    COUPLING_TYPES, MODEL_VARIANTS, STRATEGIES, Config, DataConfig,
+    DecoderConfig, EncoderConfig, LevelSteps, ModelConfig, PriorConfig,
+    TrainConfig, field_names, validate, validate_model)
 from tfglv.configs.tree import (canonical_key, from_dict, from_json, load,
                                 migrate, model_from_dict, override, save,
                                 to_dict, to_json)

@@ -15,7 +15,9 @@ Hyper-parameters are those of the authors' code.
 
 import dataclasses
 import math
-from typing import Any, List, Union
+from typing import List, Union
+
+from tfglv.configs import checks
 
 MODEL_VARIANTS = ("glvae", "glow", "glvae_prior_only")
 CONFIG_NAMES = ("tiny", "cifar10", "imagenet64", "lsun128", "celebahq256")
@@ -23,6 +25,7 @@ COUPLING_TYPES = ("affine", "additive")
 COMPUTE_DTYPES = ("float32", "bfloat16")
 CONV1X1_PARAMETERIZATIONS = ("full", "lu")
 STRATEGIES = ("mirrored", "one_device", "multi_worker")
+BAD_IMAGE_ACTIONS = ("error", "skip")
 
 # A level of the decoder is either an int (an external level: that many
 # steps) or a list of ints (an internal level: sub-blocks of steps, each
@@ -66,7 +69,7 @@ class DecoderConfig:
   channels, so a level of 1 channel (the first level of a grayscale image)
   cannot have steps.
   """
-  num_steps: List[Any] = dataclasses.field(
+  num_steps: List[LevelSteps] = dataclasses.field(
       default_factory=lambda: [2, [6, 6], [6, 6], 4])
   # Hidden width of each level's coupling networks (one entry per level).
   hidden_channels: List[int] = dataclasses.field(
@@ -125,6 +128,9 @@ class DataConfig:
   augmentation: str = "none"  # "none", "cifar", "flip", "center_crop"
   synthetic_size: int = 4096
   shuffle_buffer: int = 10000
+  # A folder image that is not a whole PNG/JPEG: "error" stops the run
+  # before training and lists them; "skip" leaves them out with a warning.
+  on_bad_image: str = "error"
 
 
 @dataclasses.dataclass
@@ -268,6 +274,8 @@ def encoder_size_problem(image_size: int, num_levels: int):
 
 def validate_model(model: ModelConfig) -> ModelConfig:
   """Raises ValueError naming the problem and the allowed values."""
+  checks.check_types(model, "model.")
+  checks.check_model_bounds(model)
   _check_finite_numbers(model, "model.")
   _check_choice(model.variant, MODEL_VARIANTS, "model variant")
   _check_choice(model.decoder.coupling, COUPLING_TYPES, "coupling type")
@@ -298,6 +306,7 @@ def validate_model(model: ModelConfig) -> ModelConfig:
 
 def validate(config: Config) -> Config:
   """Raises ValueError naming the problem and the allowed values."""
+  checks.check_types(config)
   validate_model(config.model)
   _check_finite_numbers(config.train, "train.")
   train = config.train
@@ -313,4 +322,7 @@ def validate(config: Config) -> Config:
   if train.grad_accumulation < 1:
     raise ValueError("train.grad_accumulation must be >= 1; got "
                      f"{train.grad_accumulation}.")
+  _check_choice(config.data.on_bad_image, BAD_IMAGE_ACTIONS,
+                "data.on_bad_image")
+  checks.check_bounds(config)
   return config

@@ -19,6 +19,7 @@ import json
 import typing
 from typing import Any, Dict, Iterable, Mapping, Tuple, Union
 
+from tfglv.configs import checks
 from tfglv.configs import schema
 
 _MODEL_SCALARS = ("image_size", "channels", "n_bits", "latent_dim")
@@ -90,6 +91,7 @@ def override(config: schema.Config, values: Overrides) -> schema.Config:
     current = getattr(node, parts[-1])
     # Parse errors name the field as the user spelled it.
     setattr(node, parts[-1], _parse_value(value, current, raw_key))
+  checks.check_types(config)
   return config
 
 
@@ -110,7 +112,10 @@ def migrate(values: Dict[str, Any]) -> Dict[str, Any]:
   return values
 
 
-def _build(cls, data):
+def _build(cls, data, prefix=""):
+  if not isinstance(data, Mapping):
+    raise ValueError(f"config section {prefix.rstrip('.') or 'root'} must be "
+                     f"an object of fields; got {data!r}.")
   known = {f.name: f for f in dataclasses.fields(cls)}
   unknown = set(data) - set(known)
   if unknown:
@@ -120,20 +125,28 @@ def _build(cls, data):
   kwargs = {}
   for name, value in data.items():
     if dataclasses.is_dataclass(hints[name]):
-      kwargs[name] = _build(hints[name], value)
+      kwargs[name] = _build(hints[name], value, f"{prefix}{name}.")
     else:
       kwargs[name] = value
   return cls(**kwargs)
 
 
 def from_dict(values: Dict[str, Any]) -> schema.Config:
-  """Inverse of `to_dict` (also reads 0.2's layout); unknown keys raise."""
-  return _build(schema.Config, migrate(values))
+  """Inverse of `to_dict` (also reads 0.2's layout); unknown keys and values
+  of the wrong type raise."""
+  if not isinstance(values, Mapping):
+    raise ValueError(f"a config must be an object of fields; got {values!r}.")
+  config = _build(schema.Config, migrate(values))
+  checks.check_types(config)
+  return config
 
 
 def model_from_dict(values: Dict[str, Any]) -> schema.ModelConfig:
-  """Inverse of `to_dict(model_config)`; unknown keys raise."""
-  return _build(schema.ModelConfig, values)
+  """Inverse of `to_dict(model_config)`; unknown keys and values of the
+  wrong type raise."""
+  model = _build(schema.ModelConfig, values, "model.")
+  checks.check_types(model, "model.")
+  return model
 
 
 def to_json(config: schema.Config, **extra) -> str:

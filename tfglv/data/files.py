@@ -11,7 +11,11 @@ import hashlib
 import os
 from typing import Dict, List, Tuple
 
+from absl import logging
 import numpy as np
+
+from tfglv import configs
+from tfglv.data import file_checks
 
 # A single image array is split so that its last TEST_FRACTION is the test set.
 TEST_FRACTION = 0.1
@@ -26,9 +30,10 @@ NO_LABEL = -1
 Columns = Dict[str, np.ndarray]
 
 
-def _describe(archive) -> str:
-  return ", ".join(f"{key} ({archive[key].dtype}, {archive[key].shape})"
-                   for key in archive.files) or "nothing"
+def _describe(archive: file_checks.NpzArchive) -> str:
+  return ", ".join(f"{key} ({dtype}, {shape})"
+                   for key, (dtype, shape) in archive.headers.items()
+                   ) or "nothing"
 
 
 def _check_images(key: str, images: np.ndarray, path: str) -> np.ndarray:
@@ -85,8 +90,8 @@ def _check_labels(key: str, labels: np.ndarray, count: int,
 def _load_npz_cached(path: str, mtime: float) -> Dict[str, Columns]:
   del mtime  # Only part of the cache key: a rewritten file is read again.
   try:
-    archive = np.load(path, allow_pickle=False)
-  except Exception as e:  # np.load raises several types for bad files.
+    archive = file_checks.NpzArchive(path)
+  except OSError as e:
     raise ValueError(f"Cannot read npz file {path}: {e}") from None
   with archive:
     keys = set(archive.files)
@@ -161,25 +166,56 @@ def _list_images(root: str) -> List[str]:
   return found
 
 
-# How a PNG or JPEG file starts: its first bytes decide, not its name.
-_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
+# A message names at most this many bad files (and counts the rest).
+MAX_NAMED_FILES = 10
 
 
-def _check_signatures(root: str, relative_paths: List[str]) -> None:
-  """ValueError naming the files that are not PNG/JPEG (8 bytes read each,
-  so a folder of 100k images is checked in seconds, before any training)."""
-  bad = []
-  for relative in relative_paths:
-    with open(os.path.join(root, relative), "rb") as image_file:
-      if not image_file.read(8).startswith(_SIGNATURES):
-        bad.append(relative)
-  if bad:
-    shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3
-                                  else "")
-    raise ValueError(
-        f"image folder {root!r}: {len(bad)} of {len(relative_paths)} files "
-        f"are not readable PNG/JPEG images ({shown}); remove or convert "
-        f"them.")
+def _stat(path: str):
+  try:
+    status = os.stat(path)
+  except OSError:  # A broken link: the check names it.
+    return None
+  return status.st_size, status.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=4)
+def _bad_images_cached(root: str, files_and_stats) -> Dict[str, str]:
+  return file_checks.bad_image_files(root, [f for f, _ in files_and_stats])
+
+
+@functools.lru_cache(maxsize=16)
+def _warn_once(message: str):
+  # Every pipeline of a run lists the folder again; one warning is enough.
+  logging.warning("%s", message)
+
+
+def _usable_images(root: str, relative_paths: List[str],
+                   on_bad_image: str) -> List[str]:
+  """The files that are whole PNG/JPEG images (`file_checks`).
+
+  The others raise a ValueError that names them (`on_bad_image` "error"),
+  or are left out with a warning that names them ("skip"). Each file is
+  checked once per process while its size and modification time stay.
+  """
+  if on_bad_image not in configs.BAD_IMAGE_ACTIONS:
+    raise ValueError(f"Unknown data.on_bad_image {on_bad_image!r}; allowed: "
+                     f"{', '.join(configs.BAD_IMAGE_ACTIONS)}.")
+  files_and_stats = tuple((relative, _stat(os.path.join(root, relative)))
+                          for relative in relative_paths)
+  bad = _bad_images_cached(root, files_and_stats)
+  if not bad:
+    return relative_paths
+  named = list(bad.items())[:MAX_NAMED_FILES]
+  listing = "; ".join(f"{name}: {problem}" for name, problem in named)
+  if len(bad) > len(named):
+    listing += f"; and {len(bad) - len(named)} more"
+  summary = (f"image folder {root!r}: {len(bad)} of {len(relative_paths)} "
+             f"files are not readable PNG/JPEG images - {listing}")
+  if on_bad_image == "error" or len(bad) == len(relative_paths):
+    raise ValueError(f"{summary}. Remove or repair them, or set "
+                     f"data.on_bad_image=skip to train without them.")
+  _warn_once(f"{summary}. Skipped (data.on_bad_image=skip).")
+  return [relative for relative in relative_paths if relative not in bad]
 
 
 def _folder_labels(relative_paths: List[str]) -> Tuple[np.ndarray, List[str]]:
@@ -192,13 +228,16 @@ def _folder_labels(relative_paths: List[str]) -> Tuple[np.ndarray, List[str]]:
   return np.array([index[t] for t in tops], np.int64), class_names
 
 
-def load_folder(path: str) -> Dict[str, Columns]:
+def load_folder(path: str, on_bad_image: str = "error"
+                ) -> Dict[str, Columns]:
   """Lists the PNG/JPEG images under `path`, recursively, and splits them.
 
   An image is in the test split when a hash of its path relative to `path`
   falls in the first 10%; adding files never moves existing ones between
   splits. Images in first-level sub-folders (two or more) get the sorted
-  sub-folder index as label, others -1.
+  sub-folder index as label, others -1. A file that is not a whole PNG/JPEG
+  image (`file_checks.image_file_problem`) raises a ValueError naming it, or
+  with `on_bad_image="skip"` is left out with a warning naming it.
 
   Returns:
     {"train": columns, "test": columns}, each {"path": str [N],
@@ -214,8 +253,10 @@ def load_folder(path: str) -> Dict[str, Columns]:
     raise ValueError(
         f"image folder {path!r} has no images; expected files ending in "
         f"{', '.join(IMAGE_EXTENSIONS)} (searched recursively).")
-  _check_signatures(path, relative)
-  labels, _ = _folder_labels(relative)
+  labels, _ = _folder_labels(relative)  # From every file: stable indices.
+  usable = _usable_images(path, relative, on_bad_image)
+  labels = labels[np.isin(relative, usable)]
+  relative = usable
   is_test = np.array([_is_test_file(p) for p in relative], bool)
   full = np.array([os.path.join(path, p) for p in relative])
   return {split: {"path": full[chosen], "label": labels[chosen]}

@@ -222,7 +222,7 @@ def _folder_source(config) -> Source:
     raise ValueError(
         f"dataset 'folder' decodes images to 1, 3 or 4 channels; "
         f"model.channels is {config.model.channels}.")
-  splits = files.load_folder(config.data.path)
+  splits = files.load_folder(config.data.path, config.data.on_bad_image)
   for split, columns in splits.items():
     if not len(columns["path"]):
       total = sum(len(c["path"]) for c in splits.values())

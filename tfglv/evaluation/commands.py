@@ -6,9 +6,11 @@ printed table under "table" where it has one.
 
     task             paper             files in <workdir>/eval/
     bpd              Table 1           bpd_<split>.json, bpd_<split>.csv
+                                       (+ diagnostics of z: tfglv.diagnostics)
     samples          Figs 12-16        samples_t<temperature>.png
     reconstructions  -                 reconstructions.png, .json
-    switch           Fig 1, Figs 7-11  switch.png, .json
+    switch           Fig 1, Figs 7-11  switch.png, .json (+ transfer rates:
+                                       switch_score)
     interpolate      Fig 5, Fig 6      interpolation_<i>.png, .json
     probe            Table 4           probe.json, probe.csv
     fid              Table 2           fid.json
@@ -28,13 +30,16 @@ import numpy as np
 import tensorflow as tf
 
 from tfglv import data
+from tfglv import diagnostics
 from tfglv import grids
+from tfglv import rundir
 from tfglv.data import sources
 from tfglv.evaluation import fid as fid_lib
 from tfglv.evaluation import figures
 from tfglv.evaluation import probe_command
 from tfglv.evaluation import representations
 from tfglv.evaluation import runs
+from tfglv.evaluation import switch_score
 
 TASKS = ("bpd", "samples", "reconstructions", "switch", "interpolate", "probe",
          "fid")
@@ -55,7 +60,11 @@ class EvaluationOptions:
   posterior_samples: int = 5  # k of the bits/dim bounds (wolf evaluates k=5).
   temperatures: Tuple[float, ...] = representations.SAMPLE_TEMPERATURES
   num_images: int = 64  # Per sample grid, and per reconstruction grid / 4.
-  num_pairs: int = 8
+  num_pairs: int = 8  # In the switch grid.
+  # Pairs whose switches are scored, and the classifier's training images.
+  switch_score_pairs: int = switch_score.DEFAULT_SCORE_PAIRS
+  classifier_max_train: Optional[int] = (
+      switch_score.DEFAULT_CLASSIFIER_MAX_TRAIN)
   num_interpolations: int = 2
   probe_C: float = probe_command.DEFAULT_C
   probe_max_train: Optional[int] = None
@@ -68,6 +77,8 @@ class EvaluationOptions:
   progress: bool = True
   # Enlargement of the figures' cells (nearest neighbour); 0: >= 96 px.
   figure_scale: int = 0
+  # Where results go; "" for <workdir>/eval.
+  output_dir: str = ""
 
 
 def resolve_tasks(tasks: Sequence[str], fid_available: bool) -> Tuple[str, ...]:
@@ -89,10 +100,11 @@ def check_options(options: EvaluationOptions) -> EvaluationOptions:
   """Raises ValueError naming the bad option and the allowed values."""
   sources.check_split(options.split)
   runs.check_count("max_examples", options.max_examples, allow_none=True)
-  for name in ("probe_max_train", "probe_max_test"):
+  for name in ("probe_max_train", "probe_max_test", "classifier_max_train"):
     runs.check_count(name, getattr(options, name), allow_none=True)
   for name in ("batch_size", "posterior_samples", "num_images", "num_pairs",
-               "num_interpolations", "probe_max_iter", "fid_num_samples"):
+               "num_interpolations", "probe_max_iter", "fid_num_samples",
+               "switch_score_pairs"):
     runs.check_count(name, getattr(options, name))
   if options.fid_num_samples < 2:
     raise ValueError(f"fid_num_samples must be >= 2 (a covariance needs two "
@@ -117,7 +129,10 @@ def evaluate_bits_per_dim(run: runs.EvaluationRun, split: str = "test",
   "iw_bpd" the importance-weighted bound -log mean_k exp(elbo_k) (tighter;
   equal to "bpd" for the exact "glow"), "nll" and "kl" the two terms of the
   ELBO; each with its standard error over images. Batch i draws its
-  dequantisation and posterior noise from the seed (seed, i).
+  dequantisation and posterior noise from the seed (seed, i). Also the
+  diagnostics of z over these images (`diagnostics.summarize`: KL in
+  bits/image, active units, the mixture estimate of I(x; z)); a z near
+  collapse is logged as a WARNING and ends the table.
   """
   sources.check_split(split)
   runs.check_count("posterior_samples", posterior_samples)
@@ -133,6 +148,7 @@ def evaluate_bits_per_dim(run: runs.EvaluationRun, split: str = "test",
     dataset = dataset.unbatch().take(max_examples).batch(batch_size)
   bar = runs.ImageProgress(total, enabled=progress)
   per_image = {key: [] for key in ("loss", "iw_loss", "nll", "kl")}
+  moments = ([], [])  # Posterior means and log-variances of z.
   running_sum, running_count = 0.0, 0
   for index, batch in enumerate(dataset):
     losses = run.model.compute_losses(
@@ -140,6 +156,8 @@ def evaluate_bits_per_dim(run: runs.EvaluationRun, split: str = "test",
         training=False, num_samples=posterior_samples)
     for key, values in per_image.items():
       values.append(losses[key].numpy().astype(np.float64))
+    for part, moment in zip(moments, run.model.posterior(batch["image"])):
+      part.append(moment.numpy())
     running_sum += float(np.sum(per_image["loss"][-1]))
     running_count += len(per_image["loss"][-1])
     bar.add(len(per_image["loss"][-1]), {"bpd": running_sum / running_count})
@@ -160,7 +178,13 @@ def evaluate_bits_per_dim(run: runs.EvaluationRun, split: str = "test",
                                       math.sqrt(count)) if count > 1 else 0.0)
   if not all(math.isfinite(result[name]) for name in names.values()):
     logging.warning("Some bits/dim are not finite: %s", result)
-  result["table"] = format_bits_per_dim_table(result)
+  result.update(diagnostics.summarize(
+      *(np.concatenate(part) for part in moments), result["kl"],
+      run.model.num_dims, seed=seed))
+  warning = diagnostics.collapse_warning(result, f"on the {split} split")
+  if warning:
+    logging.warning("%s", warning)
+  result["table"] = format_bits_per_dim_table(result, warning)
   rows = [(name, result[name], result[name + "_stderr"])
           for name in names.values()]
   run.write_json(f"bpd_{split}.json", result)
@@ -169,8 +193,9 @@ def evaluate_bits_per_dim(run: runs.EvaluationRun, split: str = "test",
   return result
 
 
-def format_bits_per_dim_table(result: Dict) -> str:
-  """The bits/dim results as a printed table."""
+def format_bits_per_dim_table(result: Dict,
+                              warning: Optional[str] = None) -> str:
+  """The bits/dim results as a printed table (and the collapse warning)."""
   k = result["posterior_samples"]
   height, width, channels = result["image_shape"]
   lines = [
@@ -189,7 +214,9 @@ def format_bits_per_dim_table(result: Dict) -> str:
                  f"{result[name + '_stderr']:>10.4f}")
   lines.append(f"(paper Table 1, CIFAR-10 at 8 bits: {PAPER_CIFAR10_BPD} "
                f"bits/dim)")
-  return "\n".join(lines)
+  if result.get("latent_dim"):
+    lines.append(f"Global code z: {diagnostics.format_summary(result)}")
+  return "\n".join(lines + ([warning] if warning else []))
 
 
 # --------------------------------------------------------------------- FID
@@ -263,10 +290,28 @@ def run_tasks(workdir: str, tasks: Sequence[str],
     feature_fn = inception_feature_fn(options.inception_weights)
     feature_name = f"InceptionV3 ({options.inception_weights})"
   if run is None:
-    run = runs.load_run(workdir, checkpoint)
-    run.figure_scale = options.figure_scale
+    runs.check_run_directory(workdir)
+  output_dir = options.output_dir or runs.default_output_dir(
+      run.workdir if run is not None else workdir)
+  # Before any slow work: a result that cannot be written is lost.
+  rundir.layout.check_writable(
+        output_dir, "The evaluation output directory",
+      "" if options.output_dir else "; pass --output_dir (e.g. a "
+      "directory of your own) to write the results elsewhere")
+  with rundir.lock.DirectoryLock(output_dir, "evaluation"):
+    if run is None:
+      run = runs.load_run(workdir, checkpoint)
+      run.figure_scale = options.figure_scale
+    run.output_directory = options.output_dir
+    return _run_each(run, workdir, tasks, options, feature_fn, feature_name,
+                     explicit=set(task.strip() for task in tasks))
+
+
+def _run_each(run, workdir, tasks, options, feature_fn, feature_name,
+              explicit=()):
   # A split name can be valid yet not exist for this dataset's files.
   data.num_examples(run.config, options.split)
+  tasks = switch_score.runnable_tasks(run, tasks, explicit)
   results = {}
   for task in tasks:
     logging.info("Evaluating %s of %s (step %d).", task, workdir, run.step)
@@ -283,8 +328,9 @@ def run_tasks(workdir: str, tasks: Sequence[str],
           run, options.split, max(1, options.num_images // 4),
           options.batch_size)
     elif task == "switch":
-      results[task] = figures.write_switch_grid(
-          run, options.split, options.num_pairs, options.batch_size)
+      results[task] = switch_score.evaluate_switch(
+          run, options.split, options.num_pairs, options.switch_score_pairs,
+          options.classifier_max_train, options.batch_size, options.seed)
     elif task == "interpolate":
       results[task] = figures.write_interpolation_grids(
           run, options.split, options.num_interpolations)

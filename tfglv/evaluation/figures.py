@@ -120,8 +120,11 @@ def write_switch_grid(run: runs.EvaluationRun, split: str = "test",
   """Swaps z between pairs of real images (paper Figure 1).
 
   Pair i is (image i, image num_pairs + i) of the split. Rows, top to
-  bottom, per block of up to 8 pairs: SWITCH_ROWS.
+  bottom, per block of up to 8 pairs: SWITCH_ROWS. Which factors follow
+  which code is `switch_score`'s (the switch task runs both). Raises
+  ValueError for a run without a global code ("glow").
   """
+  runs.check_global_code(run, "switch")
   sources.check_split(split)
   runs.check_count("num_pairs", num_pairs)
   images = runs.load_images(run, split, 2 * num_pairs, minimum=2 * num_pairs,
@@ -129,7 +132,6 @@ def write_switch_grid(run: runs.EvaluationRun, split: str = "test",
   images_a, images_b = images[:num_pairs], images[num_pairs:]
   with_v_a, with_v_b = representations.switch(run.model, images_a, images_b,
                                               batch_size)
-  changed = np.mean(np.any(with_v_a != images_a, axis=(1, 2, 3)))
   result = {
       "split": split, "num_pairs": num_pairs, "rows": list(SWITCH_ROWS),
       # Mean |switched - image whose v it keeps| and |... - partner|, in
@@ -138,7 +140,6 @@ def write_switch_grid(run: runs.EvaluationRun, split: str = "test",
           with_v_a.astype(np.int16) - images_a))),
       "mean_abs_difference_to_z_image": float(np.mean(np.abs(
           with_v_a.astype(np.int16) - images_b))),
-      "fraction_changed_by_switch": float(changed),
   }
   result["file"] = run.write_png(
       "switch.png", _pair_rows([images_a, with_v_a, with_v_b, images_b],

@@ -5,7 +5,8 @@
     run.write_json("bpd_test.json", {...})  # -> /tmp/tfglv_tiny/eval/...
 
 Every evaluation output lands in `<workdir>/eval/` (the trainer's TensorBoard
-evaluation scalars live there too).
+evaluation scalars live there too), or in `output_directory` when given
+(e.g. for a read-only workdir).
 """
 
 import csv
@@ -39,10 +40,12 @@ class EvaluationRun:
   step: int
   # Enlargement of the figures' cells (`tfglv.grids`; 0: >= 96 px).
   figure_scale: int = 0
+  # Where results go; "" for <workdir>/eval.
+  output_directory: str = ""
 
   @property
   def output_dir(self) -> str:
-    return os.path.join(self.workdir, EVAL_DIR)
+    return self.output_directory or default_output_dir(self.workdir)
 
   def path(self, name: str) -> str:
     return os.path.join(self.output_dir, name)
@@ -72,6 +75,21 @@ class EvaluationRun:
     return path
 
 
+def check_run_directory(workdir: str) -> None:
+  """Raises ValueError unless `workdir` names an existing directory."""
+  if not workdir:
+    raise ValueError("A workdir is required (--workdir): the directory of a "
+                     "training run (config.json and checkpoints/).")
+  if not tf.io.gfile.isdir(workdir):
+    raise ValueError(f"workdir {workdir!r} does not exist; pass the "
+                     f"directory of a training run (config.json and "
+                     f"checkpoints/), e.g. the --workdir of train.main.")
+
+
+def default_output_dir(workdir: str) -> str:
+  return os.path.join(workdir, EVAL_DIR)
+
+
 def load_run(workdir: str, checkpoint: Optional[str] = None
              ) -> EvaluationRun:
   """Restores the run in `workdir` (its latest checkpoint by default).
@@ -80,14 +98,8 @@ def load_run(workdir: str, checkpoint: Optional[str] = None
     ValueError: the workdir does not exist, has no config.json or no
       checkpoint, or the checkpoint does not fit its config.
   """
-  if not workdir:
-    raise ValueError("A workdir is required (--workdir): the directory of a "
-                     "training run (config.json and checkpoints/).")
-  if not tf.io.gfile.isdir(workdir):
-    raise ValueError(f"workdir {workdir!r} does not exist; pass the "
-                     f"directory of a training run (config.json and "
-                     f"checkpoints/), e.g. the --workdir of train.main.")
-  if checkpoint and not tf.io.gfile.glob(checkpoint + ".index"):
+  check_run_directory(workdir)
+  if checkpoint and not tf.io.gfile.exists(checkpoint + ".index"):
     raise ValueError(f"Checkpoint {checkpoint!r} does not exist (no "
                      f"{checkpoint}.index).")
   config, model, step = rundir.restore(workdir, checkpoint)
@@ -133,6 +145,16 @@ def check_count(name: str, value, allow_none: bool = False):
   if value is None or value < 1:
     unset = " (or unset: all)" if allow_none else ""
     raise ValueError(f"{name} must be >= 1{unset}; got {value}.")
+
+
+def check_global_code(run: EvaluationRun, task: str):
+  """Raises ValueError when the run's model has no global code z."""
+  if run.model.latent_dim == 0:
+    raise ValueError(
+        f"--task={task} needs a global code z, but {run.workdir} is a "
+        f"{run.config.model.variant!r} run, which has none (no encoder, "
+        f"only the local code v): there is nothing to switch. Evaluate a "
+        f"glvae or glvae_prior_only run.")
 
 
 def load_images(run: EvaluationRun, split: str, count: Optional[int],

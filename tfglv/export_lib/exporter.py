@@ -71,11 +71,14 @@ def export_from_workdir(workdir: str, export_dir: str,
   if tflite_batch_size < 1:
     raise ValueError(f"tflite_batch_size must be >= 1; got "
                      f"{tflite_batch_size}.")
-  final_dir = saved_model_lib.version_directory(export_dir, model_name, version)
-  # Fixed now: a trainer still running may write a newer checkpoint.
-  checkpoint = checkpoint or rundir.latest_checkpoint(workdir)
-  config, model, step = rundir.restore(workdir, checkpoint)
-  with saved_model_lib.export_tree(final_dir) as staging:
+  # Fails early on a taken or bad version (the reservation checks again).
+  saved_model_lib.version_directory(export_dir, model_name, version)
+  # The latest unless given; a trainer still running may rotate it away
+  # while it is read, and then the newest is read (rundir.restore_checkpoint).
+  config, model, step, checkpoint = rundir.restore_checkpoint(workdir,
+                                                               checkpoint)
+  with saved_model_lib.reserve_version(export_dir, model_name,
+                                       version) as (final_dir, staging):
     request_files, tflite_files, report = export_model(
         model, staging, model_name, tflite_variants, tflite_batch_size)
     info = {

@@ -34,7 +34,9 @@ name (`sample`: `GLVAE.latents_from_noise`, then `decode`) behind the input
 checks below; the model alone defines what it computes.
 
 Inputs are checked in the graph (rank, fixed sizes, no empty batch, finite
-floats, matching batches, temperature > 0, num_samples >= 1, at most
+floats within the bounds where the math holds (`latents`: codes within
++-MAX_LATENT_ABS, temperature in (0, MAX_TEMPERATURE], interpolation
+fractions in FRACTION_RANGE), matching batches, num_samples >= 1, at most
 MAX_GENERATED_IMAGES images from sample_from_seed and interpolate, whose
 requests are a few bytes): TF's own signature check is skipped when
 a Python caller passes tensors, and the in-graph check also guards TF
@@ -43,11 +45,13 @@ Serving. The failure names the expected spec, e.g. "assertion failed:
 """
 
 import dataclasses
+import math
 from typing import Callable, Dict, List, Optional, Sequence
 
 import tensorflow as tf
 
 from tfglv import configs
+from tfglv import latents
 
 SIGNATURE_NAMES = ("encode", "decode", "sample", "sample_from_seed", "switch",
                    "interpolate")
@@ -207,6 +211,7 @@ class ServingFunctions:
             tf.reduce_all(tf.math.is_finite(tensor)),
             [f"{signature}: input {name} must be finite; it holds NaN or "
              f"inf"]))
+        checks += self._bounded(signature, name, tensor)
       with tf.control_dependencies(checks):
         checked.append(tf.identity(tensor))
     return checked
@@ -227,6 +232,25 @@ class ServingFunctions:
         tf.equal(batches[0], batches[1]),
         [f"{signature}: inputs {names[0]} and {names[1]} must have the "
          f"same batch size N; got", batches])]
+
+  def _bounded(self, signature: str, name: str, tensor) -> List[tf.Tensor]:
+    """Float inputs within the range where the math holds (`latents`)."""
+    if name in ("z", "v", "z_noise", "v_noise"):
+      low, high = -latents.MAX_LATENT_ABS, latents.MAX_LATENT_ABS
+    elif name in ("z_fractions", "v_fractions"):
+      low, high = latents.FRACTION_RANGE
+    elif name == "temperature":  # > 0 is checked with num_samples' >= 1.
+      low, high = -math.inf, latents.MAX_TEMPERATURE
+    else:
+      return []
+    text = (f"[{low:g}, {high:g}]" if low > -math.inf else
+            f"(0, {high:g}]")
+    inside = tf.logical_and(tf.reduce_min(tensor) >= low,
+                            tf.reduce_max(tensor) <= high)
+    return [tf.debugging.Assert(
+        inside, [f"{signature}: input {name} must lie in {text}; got values "
+                 f"from", tf.reduce_min(tensor), "to",
+                 tf.reduce_max(tensor)])]
 
   def _positive(self, signature: str, name: str, value, minimum_text: str):
     if not self._check_inputs:

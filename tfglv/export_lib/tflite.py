@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfglv import _compat
+from tfglv import latents
 from tfglv.export_lib import signatures as signatures_lib
 
 VARIANTS = ("float32", "float16", "dynamic_range")
@@ -109,7 +110,16 @@ def check_builtin_ops_only(tflite_model: bytes) -> None:
 
 
 class Runner:
-  """Runs a TF Lite model's signatures with `ai_edge_litert`."""
+  """Runs a TF Lite model's signatures with `ai_edge_litert`, checking the
+  inputs first.
+
+  The raw interpreter checks nothing a caller can act on: a wrong shape
+  fails inside XNNPack with "failed to reshape runtime", and NaN, inf or
+  huge finite values (v = 1e30, temperature = 1e6) come back as all-white
+  images without an error. `Runner` raises ValueError instead, naming the
+  input and its expected dtype and shape, or the bounds of `latents`
+  (codes within +-MAX_LATENT_ABS, temperature in (0, MAX_TEMPERATURE]).
+  """
 
   def __init__(self, tflite_model: bytes, num_threads: int = 1):
     self.interpreter = litert.Interpreter(model_content=tflite_model,
@@ -122,9 +132,45 @@ class Runner:
 
   def __call__(self, signature: str, **inputs) -> Dict[str, np.ndarray]:
     if signature not in self._runners:
+      if signature not in self.signatures:
+        raise ValueError(f"Unknown signature {signature!r}; this model has "
+                         f"{', '.join(sorted(self.signatures))}.")
       self._runners[signature] = self.interpreter.get_signature_runner(
           signature)
-    return self._runners[signature](**inputs)
+    runner = self._runners[signature]
+    check_inputs(signature, runner.get_input_details(), inputs)
+    return runner(**inputs)
+
+
+def check_inputs(signature: str, details: Mapping[str, Dict],
+                 inputs: Mapping[str, np.ndarray]) -> None:
+  """ValueError unless `inputs` match the interpreter's input `details`
+  (names, dtypes, shapes) and lie within the bounds where the math holds."""
+  if set(inputs) != set(details):
+    raise ValueError(f"{signature} takes inputs {sorted(details)}; got "
+                     f"{sorted(inputs)}.")
+  for name, detail in details.items():
+    value = np.asarray(inputs[name])
+    expected = tuple(int(d) for d in detail["shape"])
+    dtype = np.dtype(detail["dtype"])
+    if value.dtype != dtype or value.shape != expected:
+      raise ValueError(
+          f"{signature}: input {name} must be {dtype.name} "
+          f"{list(expected)} (this file's batch is fixed at export, "
+          f"--tflite_batch_size); got {value.dtype.name} {list(value.shape)}.")
+    if dtype.kind != "f":
+      continue
+    if not np.all(np.isfinite(value)):
+      raise ValueError(f"{signature}: input {name} must be finite; it holds "
+                       f"NaN or inf.")
+    if name == "temperature":
+      if not 0 < float(value) <= latents.MAX_TEMPERATURE:
+        raise ValueError(f"{signature}: temperature must lie in (0, "
+                         f"{latents.MAX_TEMPERATURE:g}]; got {float(value)}.")
+    elif np.abs(value).max(initial=0.0) > latents.MAX_LATENT_ABS:
+      raise ValueError(f"{signature}: input {name} must lie within "
+                       f"+-{latents.MAX_LATENT_ABS:g}; got a value of "
+                       f"{np.abs(value).max():g}.")
 
 
 def batches(inputs: Mapping[str, np.ndarray], batch_size: int,

@@ -12,11 +12,13 @@ re-initialises, and under a distribution strategy the initialisation runs
 once, in cross-replica context, so every replica holds the same values.
 """
 
+import keras
 import tensorflow as tf
 
 from tfglv.flows import base
 
 
+@keras.saving.register_keras_serializable(package="tfglv")
 class ActNormLayer(base.FlowLayer):
   """Owns ActNorm's variables: `log_scale`, `bias` [C] and `initialized`."""
 

@@ -28,6 +28,7 @@ from tfglv.flows import base
 PARAMETERIZATIONS = ("full", "lu")
 
 
+@keras.saving.register_keras_serializable(package="tfglv")
 class InvertibleConv1x1Layer(base.FlowLayer):
   """Owns the 1x1 convolution's weights."""
 

@@ -63,6 +63,7 @@ ORDERS = ("up", "down")
 TRANSFORMS = ("affine", "additive")
 
 
+@keras.saving.register_keras_serializable(package="tfglv")
 class ConvCouplingNetwork(arguments.KeepsArguments, keras.layers.Layer):
   """Conv3x3 - ELU - Conv1x1 (+ Dense(z)) - ELU - WeightNormConv3x3 (g = 0)."""
 
@@ -106,6 +107,7 @@ class ConvCouplingNetwork(arguments.KeepsArguments, keras.layers.Layer):
     return self.conv_out(h, cached=cached)
 
 
+@keras.saving.register_keras_serializable(package="tfglv")
 class MLPCouplingNetwork(arguments.KeepsArguments, keras.layers.Layer):
   """Dense(H) - ELU - Dense(H) - ELU - WeightNormDense(out) (g = 0)."""
 
@@ -137,6 +139,7 @@ class MLPCouplingNetwork(arguments.KeepsArguments, keras.layers.Layer):
     return self.dense_out(h, cached=cached)
 
 
+@keras.saving.register_keras_serializable(package="tfglv")
 class CouplingLayer(base.FlowLayer):
   """Owns a coupling's network; `bijector` does the math.
 

@@ -18,12 +18,15 @@ The same step serves images and vectors (`event_rank`):
 
 from typing import Optional
 
+import keras
+
 from tfglv.flows import actnorm
 from tfglv.flows import base
 from tfglv.flows import conv1x1
 from tfglv.flows import coupling
 
 
+@keras.saving.register_keras_serializable(package="tfglv")
 class GlowStepLayer(base.FlowLayer):
   """Owns the sub-layers of one refined Glow step.
 

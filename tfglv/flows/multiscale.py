@@ -21,6 +21,7 @@ sub-blocks the leaving channels are split off.
 
 from typing import List, Optional, Sequence, Tuple
 
+import keras
 import tensorflow as tf
 
 from tfglv.flows import actnorm
@@ -32,6 +33,7 @@ from tfglv.flows import squeeze
 from tfglv.flows import tracking
 
 
+@keras.saving.register_keras_serializable(package="tfglv")
 class PriorBlockLayer(base.FlowLayer):
   """1x1 conv -> coupling (continuous, up, factor f) -> ActNorm on the leaving.
 
@@ -74,6 +76,7 @@ class PriorBlockLayer(base.FlowLayer):
     ], name=self.name)
 
 
+@keras.saving.register_keras_serializable(package="tfglv")
 class MultiScaleFlowLayer(base.FlowLayer):
   """Owns every step and prior block of the conditional decoder.
 

@@ -14,16 +14,19 @@ evaluation / export -> entry points):
 
 Modules: `layout` (paths, the write probe), `config_file` (config.json and
 the resume check), `checkpoints` (the checkpoint object, restore),
-`recovery` (finding a readable checkpoint after a crash).
+`recovery` (finding a readable checkpoint after a crash), `lock` (one
+writer per directory).
 """
 
 from tfglv.rundir import checkpoints
 from tfglv.rundir import config_file
 from tfglv.rundir import layout
+from tfglv.rundir import lock
 from tfglv.rundir import recovery
 from tfglv.rundir.checkpoints import layout_hint
 from tfglv.rundir.checkpoints import make_checkpoint
 from tfglv.rundir.checkpoints import restore
+from tfglv.rundir.checkpoints import restore_checkpoint
 from tfglv.rundir.checkpoints import saved_variable_count
 from tfglv.rundir.config_file import check_resume_config
 from tfglv.rundir.config_file import config_differences
@@ -41,8 +44,9 @@ from tfglv.rundir.layout import config_path
 from tfglv.rundir.layout import latest_checkpoint
 
 __all__ = [
-    "checkpoints", "config_file", "layout", "recovery", "layout_hint",
-    "make_checkpoint", "restore", "saved_variable_count",
+    "checkpoints", "config_file", "layout", "lock", "recovery", "layout_hint",
+    "make_checkpoint", "restore", "restore_checkpoint",
+    "saved_variable_count",
     "check_resume_config", "config_differences", "describe_differences",
     "load_config", "load_history", "RESUMABLE_FIELDS", "save_config",
     "saved_config", "check_workdir", "checkpoint_directory",

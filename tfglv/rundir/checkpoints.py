@@ -13,6 +13,7 @@ Evaluation and export rebuild a trained model from a workdir alone:
 """
 
 import collections
+import time
 from typing import Optional, Tuple
 
 from absl import logging
@@ -67,6 +68,23 @@ def saved_variable_count(checkpoint: str, name: str = "model") -> int:
   return count
 
 
+# How often `restore_checkpoint` follows a latest checkpoint that a running
+# trainer rotates away while it is being read.
+ROTATION_RETRIES = 3
+
+
+class _Rotated(Exception):
+  """The checkpoint's files disappeared while it was being read."""
+
+
+def _rotated_away(checkpoint: str, settle_seconds: float = 0.0) -> bool:
+  """Whether the checkpoint's index is gone (rotation deletes the data
+  files first, then the index, moments apart: `settle_seconds` waits that
+  out after a failed read)."""
+  time.sleep(settle_seconds)
+  return not tf.io.gfile.exists(checkpoint + ".index")
+
+
 def restore(workdir: str, checkpoint: Optional[str] = None
             ) -> Tuple[configs.Config, model_lib.GLVAE, int]:
   """Rebuilds the model of a training run, ready for inference.
@@ -84,22 +102,59 @@ def restore(workdir: str, checkpoint: Optional[str] = None
     ValueError: no config.json, no checkpoint, or a checkpoint that does not
       fit the config's model.
   """
+  return restore_checkpoint(workdir, checkpoint)[:3]
+
+
+def restore_checkpoint(workdir: str, checkpoint: Optional[str] = None
+                       ) -> Tuple[configs.Config, model_lib.GLVAE, int, str]:
+  """`restore`, also returning the checkpoint it read.
+
+  Without `checkpoint` it reads the latest; when a trainer still running
+  in `workdir` rotates that one away mid-read, it says so ("rotated", not
+  "corrupt") and reads the new latest, up to ROTATION_RETRIES times.
+  """
+  layout.check_path(workdir)
   path = layout.config_path(workdir)
   if not tf.io.gfile.exists(path):
     raise ValueError(f"{workdir!r} is not a training workdir: it has no "
                      f"{layout.CONFIG_FILE}.")
   config = configs.validate(config_file.load_config(path))
   directory = layout.checkpoint_directory(workdir)
-  checkpoint = checkpoint or layout.latest_checkpoint(workdir)
-  if checkpoint is None and recovery.checkpoint_files(directory):
-    raise ValueError(
-        f"workdir {workdir!r} has checkpoint files but no readable "
-        f"checkpoint state file in {directory}; pass one with --checkpoint, "
-        f"or resume training, which rebuilds the state.")
-  if checkpoint is None:
-    raise ValueError(f"workdir {workdir!r} has no checkpoint in "
-                     f"{directory}; train first (or wait for the first "
-                     f"checkpoint_every steps).")
+  explicit = checkpoint is not None
+  for _ in range(ROTATION_RETRIES + 1):
+    if not explicit:
+      checkpoint = layout.latest_checkpoint(workdir)
+      if checkpoint is None and recovery.checkpoint_files(directory):
+        raise ValueError(
+            f"workdir {workdir!r} has checkpoint files but no readable "
+            f"checkpoint state file in {directory}; pass one with "
+            f"--checkpoint, or resume training, which rebuilds the state.")
+      if checkpoint is None:
+        raise ValueError(f"workdir {workdir!r} has no checkpoint in "
+                         f"{directory}; train first (or wait for the first "
+                         f"checkpoint_every steps).")
+    try:
+      model, step = _restore_model(config, path, checkpoint)
+      return config, model, step, checkpoint
+    except _Rotated:
+      if explicit:
+        raise ValueError(
+            f"Checkpoint {checkpoint} no longer exists: a running trainer "
+            f"keeps only its newest train.keep_checkpoints and rotated it "
+            f"away. Pick a newer one, or leave --checkpoint out for the "
+            f"latest.") from None
+      logging.warning("Checkpoint %s was rotated away by the running trainer "
+                      "while being read; reading the newest one instead.",
+                      checkpoint)
+  raise ValueError(f"The latest checkpoint of {workdir!r} was rotated away "
+                   f"{ROTATION_RETRIES + 1} times while being read; try "
+                   f"again, or pass --checkpoint.")
+
+
+def _restore_model(config: configs.Config, path: str, checkpoint: str
+                   ) -> Tuple[model_lib.GLVAE, int]:
+  if _rotated_away(checkpoint):
+    raise _Rotated()
   # bfloat16 coupling networks are a training speed-up; a chain of inverses
   # is only bit-reproducible in float32 (DecoderConfig.compute_dtype). The
   # variables are float32 either way.
@@ -118,6 +173,8 @@ def restore(workdir: str, checkpoint: Optional[str] = None
       raise ValueError(f"it holds {saved} model variables, the config's "
                        f"model has {len(model.variables)}")
   except (AssertionError, IndexError, ValueError, tf.errors.OpError) as e:
+    if _rotated_away(checkpoint, settle_seconds=0.5):
+      raise _Rotated() from None
     reason = recovery.unreadable_reason(checkpoint)
     if reason is not None:
       raise ValueError(
@@ -135,5 +192,4 @@ def restore(workdir: str, checkpoint: Optional[str] = None
   model.set_inference_cache(True)
   logging.info("Restored %s (step %d) from %s.", config.name,
                int(step.numpy()), checkpoint)
-  return config, model, int(step.numpy())
-
+  return model, int(step.numpy())

@@ -19,7 +19,16 @@ storage errors). `recover(directory)` runs before a trainer resumes:
     run cannot overwrite it when it reaches that step again;
   * the state file is rewritten (atomically) to name the readable one;
   * a missing or unreadable state file next to checkpoint files (the latter
-    moved to `corrupt/` too) is rebuilt from the files' names.
+    moved to `corrupt/` too) is rebuilt from the files' names;
+  * a name in the state file that is not a `ckpt-N` of this directory (a
+    path into another directory, "..", an absolute path, a glob) is
+    ignored with a warning and dropped from the state file, so that
+    neither this module nor `tf.train.CheckpointManager` (which deletes
+    old checkpoints by the names it finds there) ever touches a file
+    outside the directory; no path is ever globbed;
+  * `ckpt-N_temp/` folders, the leftovers of a save interrupted by a kill,
+    are removed (they are never read, and only a save of the same N would
+    have replaced them).
 
 If no checkpoint reads, it raises ValueError and moves nothing.
 """
@@ -34,6 +43,8 @@ import tensorflow as tf
 CORRUPT_DIR = "corrupt"
 STATE_FILE = "checkpoint"  # CheckpointManager's default state file name.
 _CHECKPOINT_INDEX = re.compile(r"^ckpt-(\d+)\.index$")
+_CHECKPOINT_PREFIX = re.compile(r"^ckpt-\d+$")
+_SAVE_LEFTOVER = re.compile(r"^ckpt-\d+_temp$")
 # What TF's checkpoint reader raises for missing, truncated or damaged files
 # (a truncated data file gives an IndexError, "Read less bytes than
 # requested").
@@ -116,8 +127,26 @@ def move_aside(directory: str, paths: List[str]) -> List[str]:
 
 
 def _checkpoint_paths(prefix: str) -> List[str]:
-  return (tf.io.gfile.glob(prefix + ".index") +
-          tf.io.gfile.glob(prefix + ".data-*"))
+  """The files of checkpoint `prefix`, found by listing (never a glob)."""
+  directory, name = os.path.split(prefix)
+  return [os.path.join(directory, f) for f in tf.io.gfile.listdir(directory)
+          if f == name + ".index" or f.startswith(name + ".data-")]
+
+
+def _own_checkpoint(prefix: str, directory: str) -> bool:
+  """Whether `prefix` is a `ckpt-N` directly inside `directory`."""
+  parent, name = os.path.split(os.path.join(directory, prefix))
+  return (bool(_CHECKPOINT_PREFIX.match(name)) and
+          os.path.abspath(parent) == os.path.abspath(directory))
+
+
+def _remove_save_leftovers(directory: str) -> None:
+  for name in tf.io.gfile.listdir(directory):
+    path = os.path.join(directory, name.rstrip("/"))
+    if _SAVE_LEFTOVER.match(name.rstrip("/")) and tf.io.gfile.isdir(path):
+      tf.io.gfile.rmtree(path)
+      logging.info("Removed %s, the leftover of an interrupted checkpoint "
+                   "save.", path)
 
 
 def recover(directory: str) -> Optional[str]:
@@ -129,8 +158,11 @@ def recover(directory: str) -> Optional[str]:
   Raises:
     ValueError: checkpoints exist but none of them reads in full.
   """
+  if tf.io.gfile.isdir(directory):
+    _remove_save_leftovers(directory)
   state, state_problem = _read_state(directory)
   rebuilt = state is None
+  foreign = []
   if state is not None:
     paths = list(state.all_model_checkpoint_paths)
     if state.model_checkpoint_path not in paths:
@@ -139,9 +171,24 @@ def recover(directory: str) -> Optional[str]:
     if len(timestamps) != len(paths):
       timestamps = [state.last_preserved_timestamp] * len(paths)
     last_preserved = state.last_preserved_timestamp
-  else:
+    foreign = [p for p in paths if not _own_checkpoint(p, directory)]
+    if foreign:
+      logging.warning(
+          "The checkpoint state file in %s names %s, not checkpoints of this "
+          "directory: ignored, and dropped from the state file. Nothing "
+          "outside %s is read, moved or deleted.", directory,
+          ", ".join(repr(p) for p in foreign), directory)
+      keep = [i for i, p in enumerate(paths) if p not in foreign]
+      paths = [paths[i] for i in keep]
+      timestamps = [timestamps[i] for i in keep]
+      rebuilt = True
+      if not paths:
+        state = None
+  if state is None:
     files = checkpoint_files(directory)
     if not files:
+      if rebuilt and tf.io.gfile.exists(os.path.join(directory, STATE_FILE)):
+        move_aside(directory, [os.path.join(directory, STATE_FILE)])
       return None
     paths = [prefix for prefix, _ in files]
     timestamps = [mtime for _, mtime in files]
@@ -152,7 +199,7 @@ def recover(directory: str) -> Optional[str]:
           "The checkpoint state file in %s is unreadable (%s); moved it to "
           "%s and looking for checkpoints by file name.", directory,
           state_problem, moved[0] if moved else "-")
-    else:
+    elif not foreign:
       logging.warning(
           "%s has checkpoint files but no state file (%s); looking for "
           "checkpoints by file name.", directory, STATE_FILE)

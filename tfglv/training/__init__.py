@@ -18,6 +18,7 @@ from tfglv.training import inputs
 from tfglv.training import monitor
 from tfglv.training import optimizer
 from tfglv.training import reporter
+from tfglv.training import signals
 from tfglv.training import steps
 from tfglv.training import summaries
 from tfglv.training import trainer
@@ -26,12 +27,15 @@ from tfglv.training.distribute import configure_cpu_devices
 from tfglv.training.distribute import create_strategy
 from tfglv.training.optimizer import build_optimizer
 from tfglv.training.optimizer import WarmupExponentialDecay
+from tfglv.training.signals import EXIT_STATUS as STOP_EXIT_STATUS
+from tfglv.training.trainer import CheckpointSaveError
 from tfglv.training.trainer import Trainer
 from tfglv.training.trainer import train_and_evaluate
 
 __all__ = [
     "cluster", "distribute", "inputs", "monitor", "optimizer", "reporter",
-    "steps", "summaries", "trainer", "validation", "configure_cpu_devices",
-    "create_strategy", "build_optimizer", "WarmupExponentialDecay", "Trainer",
-    "train_and_evaluate",
+    "signals", "steps", "summaries", "trainer", "validation",
+    "configure_cpu_devices", "create_strategy", "build_optimizer",
+    "WarmupExponentialDecay", "STOP_EXIT_STATUS", "CheckpointSaveError",
+    "Trainer", "train_and_evaluate",
 ]

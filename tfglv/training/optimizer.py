@@ -72,6 +72,7 @@ def learning_rate_schedule(train_config) -> WarmupExponentialDecay:
                                 train_config.lr_decay)
 
 
+@keras.saving.register_keras_serializable(package="tfglv")
 @_compat.skip_keras_gradient_all_reduce
 @_compat.skip_keras_weight_decay
 class ReducedGradientAdamW(keras.optimizers.AdamW):

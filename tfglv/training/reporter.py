@@ -4,9 +4,11 @@
 
   * the TensorBoard writers: scalars under <workdir>/train (TRAIN_SCALARS,
     every `train.log_every` steps) and <workdir>/eval (loss, bpd, iw_bpd,
-    nll, kl), images under <workdir>/train;
+    nll, kl, and the global code's `code_monitor.SCALARS`), images under
+    <workdir>/train;
   * the console: a progress bar, or one log line per log interval, the
-    evaluation lines and the divergence warning;
+    evaluation lines, the divergence warning and the warning of a global
+    code near collapse;
   * samples at TRAIN_SAMPLE_TEMPERATURES and reconstructions of the first
     NUM_RECONSTRUCTIONS test images, to TensorBoard and as PNG grids in the
     workdir (samples_t0.7.png, samples_t1.0.png, reconstructions.png);
@@ -26,7 +28,9 @@ import tensorflow as tf
 
 from tfglv import configs
 from tfglv import data
+from tfglv import diagnostics
 from tfglv import grids
+from tfglv.training import code_monitor
 from tfglv.training import distribute
 from tfglv.training import monitor
 from tfglv.training import optimizer as optimizer_lib
@@ -112,6 +116,8 @@ class Reporter:
         "step": step,
         "loss": float(values["loss"][-1]),
         "bpd": mean("loss"), "kl": mean("kl"), "nll": mean("nll"),
+        "kl_bits_per_image": diagnostics.kl_bits_per_image(
+            mean("kl"), self.model.num_dims),
         "learning_rate": float(self.schedule(self.optimizer.iterations)),
         "gradient_norm": float(values["gradient_norm"][-1]),
         "skipped_steps": skipped_steps,
@@ -127,15 +133,26 @@ class Reporter:
     self.progress.update(step, scalars)
 
   def log_evaluation(self, step: int, evaluation: Dict[str, float]):
-    """Reports a test-split evaluation (see `steps.average_losses`)."""
-    self.writers.scalars("eval", step, {
-        "loss": evaluation["bpd"], "bpd": evaluation["bpd"],
-        "iw_bpd": evaluation["iw_bpd"], "nll": evaluation["nll"],
-        "kl": evaluation["kl"]})
+    """Reports a test-split evaluation (see `steps.average_losses`), with
+    the global code's diagnostics when it has them (`code_monitor`)."""
+    scalars = {"loss": evaluation["bpd"], "bpd": evaluation["bpd"],
+               "iw_bpd": evaluation["iw_bpd"], "nll": evaluation["nll"],
+               "kl": evaluation["kl"]}
+    code = ""
+    if "active_units" in evaluation:
+      scalars.update({key: evaluation[key] for key in code_monitor.SCALARS})
+      code = (f"; z: KL {evaluation['kl_bits_per_image']:.2f} bits/image, "
+              f"{evaluation['active_units']}/{evaluation['latent_dim']} "
+              f"active units, I(x;z) ~ "
+              f"{evaluation['mutual_information_bits']:.2f} bits")
+    self.writers.scalars("eval", step, scalars)
     self.progress.message(
         f"eval step {step}: test bpd {evaluation['bpd']:.4f} (iw "
         f"{evaluation['iw_bpd']:.4f}, nll {evaluation['nll']:.4f}, kl "
-        f"{evaluation['kl']:.4f}) on {evaluation['num_images']:.0f} images")
+        f"{evaluation['kl']:.4f}) on {evaluation['num_images']:.0f} images"
+        f"{code}")
+    if evaluation.get("collapse_warning"):
+      logging.warning("%s", evaluation["collapse_warning"])
     self.evaluations.append(dict(evaluation, step=step))
 
   # ---------------------------------------------------------------- images

@@ -1,22 +1,9 @@
-"""The distributed train and eval steps.
+"""The distributed train and eval steps of the trainer.
 
-Train step, for a global batch of B images split over R replicas:
-
-    loss = sum over the replica's images of loss_i (bits/dim) / B
-    g    = all-reduce-sum over replicas of d loss / d theta
-
-so `g` is the gradient of the mean loss over the global batch. Each
-replica may process its share in `grad_accumulation` micro-batches, whose
-gradients add up to the same `g`. Then, identically on every replica:
-`|g|` is measured; a step whose loss or `|g|` is not finite is skipped (the
-optimizer is not applied, a saved counter goes up) by a `tf.cond` inside
-the compiled step; otherwise `g` is optionally clipped to a global norm and
-AdamW is applied.
-
-Randomness is stateless: the seed of a step is a function of
-(train.seed, step, replica id, micro-batch), so replicas draw different
-dequantisation and posterior noise and a resumed run draws the same noise
-as an uninterrupted one.
+`TrainStep` reads one global batch and makes one update, `EvalStep` sums
+the losses over a dataset; the math of both (the loss and its gradient over
+replicas, the non-finite skip, clipping, the stateless noise seeds) is
+`tfglv.update_step`'s, which Keras `fit` shares.
 """
 
 from typing import Dict
@@ -24,44 +11,16 @@ import warnings
 
 import tensorflow as tf
 
+from tfglv import update_step
+
 # Iterating a distributed dataset inside tf.function reads its options in
 # graph mode, which TF 2.21 warns about on every trace; it is harmless here.
 warnings.filterwarnings("ignore", message="To make it possible to preserve "
                         "tf.data options", category=UserWarning)
 
 TRAIN_METRICS = ("loss", "nll", "kl", "gradient_norm", "finite")
-EVAL_SUMS = ("loss", "iw_loss", "nll", "kl", "count")
-
-
-def step_seed(seed: int, step, replica_id, micro_batch: int = 0) -> tf.Tensor:
-  """int32 [2] stateless seed of one (step, replica, micro-batch)."""
-  base = tf.stack([tf.constant(seed % (2**31 - 1), tf.int32),
-                   tf.cast(step, tf.int32)])
-  base = tf.random.experimental.stateless_fold_in(base, replica_id)
-  return tf.random.experimental.stateless_fold_in(base, micro_batch)
-
-
-def _all_reduce_flat(context, scalars, tensors):
-  """Sums `scalars` and `tensors` over replicas in one all-reduce.
-
-  One flat vector instead of one reduction per variable keeps the step's
-  graph small (it is traced once per replica) and the reduction cheap.
-  """
-  if context.num_replicas_in_sync == 1:
-    # Nothing to sum: skip copying every gradient into one vector and back
-    # (two passes over all gradients, ~1% of a full-size step).
-    return list(scalars), list(tensors)
-  shapes = [t.shape for t in tensors]
-  flat = tf.concat([tf.stack(scalars)] +
-                   [tf.reshape(tf.cast(t, tf.float32), [-1]) for t in tensors],
-                   axis=0)
-  flat = context.all_reduce(tf.distribute.ReduceOp.SUM, flat)
-  sizes = [len(scalars)] + [s.num_elements() for s in shapes]
-  pieces = tf.split(flat, sizes)
-  summed_scalars = tf.unstack(pieces[0])
-  summed = [tf.cast(tf.reshape(p, s), t.dtype)
-            for p, s, t in zip(pieces[1:], shapes, tensors)]
-  return summed_scalars, summed
+EVAL_SUMS = update_step.LOSS_SUMS + ("count",)
+step_seed = update_step.step_seed  # Re-exported.
 
 
 class TrainStep:
@@ -91,39 +50,11 @@ class TrainStep:
     self.train_step = tf.function(self._train_step)
 
   def _replica_gradients(self, images, step):
-    context = tf.distribute.get_replica_context()
-    replica_id = context.replica_id_in_sync_group
-    micro_batches = (tf.split(images, self.accumulation)
-                     if self.accumulation > 1 else [images])
-    grads = None
-    sums = {"loss": 0.0, "nll": 0.0, "kl": 0.0}
-    # Unrolled rather than a tf.while_loop: synchronised batch norm
-    # all-reduces inside the model, which a replica may not do in a loop.
-    for index, micro_batch in enumerate(micro_batches):
-      seed = step_seed(self.seed, step, replica_id, index)
-      with tf.GradientTape() as tape:
-        losses = self.model.compute_losses(
-            micro_batch, seed, training=True,
-            num_samples=self.num_posterior_samples)
-        loss = tf.reduce_sum(losses["loss"]) / self.global_batch_size
-      micro_grads = tape.gradient(loss, self.variables)
-      micro_grads = [tf.zeros_like(v) if g is None else g
-                     for g, v in zip(micro_grads, self.variables)]
-      grads = micro_grads if grads is None else [
-          a + b for a, b in zip(grads, micro_grads)]
-      for key in sums:
-        sums[key] += tf.reduce_sum(losses[key]) / self.global_batch_size
-    metrics, grads = _all_reduce_flat(
-        context, [sums["loss"], sums["nll"], sums["kl"]], grads)
-    metrics = dict(zip(("loss", "nll", "kl"), metrics))
-    gradient_norm = tf.linalg.global_norm(grads)
-    finite = tf.logical_and(tf.math.is_finite(metrics["loss"]),
-                            tf.math.is_finite(gradient_norm))
-    if self.clip_norm > 0:
-      grads, _ = tf.clip_by_global_norm(grads, self.clip_norm,
-                                        use_norm=gradient_norm)
-    metrics["gradient_norm"] = gradient_norm
-    return grads, finite, metrics
+    return update_step.replica_gradients(
+        self.model, images, step, self.variables, seed=self.seed,
+        global_batch_size=self.global_batch_size,
+        accumulation=self.accumulation, clip_norm=self.clip_norm,
+        num_samples=self.num_posterior_samples)
 
   def _apply(self, grads):
     self.optimizer.apply(grads, self.variables)
@@ -137,17 +68,8 @@ class TrainStep:
     local = self.strategy.experimental_local_results
     finite = local(finite)[0]
     metrics = {key: local(value)[0] for key, value in metrics.items()}
-
-    def apply():
-      self.strategy.run(self._apply, args=(grads,))
-      return tf.constant(0, tf.int64)
-
-    def skip():
-      return tf.constant(1, tf.int64)
-
-    # The cond sits in cross-replica context: a replica-context cond may not
-    # contain the optimizer's merge_call.
-    skipped = tf.cond(finite, apply, skip)
+    skipped = update_step.apply_or_skip(self.strategy, finite, self._apply,
+                                        (grads,))
     self.skipped_steps.assign_add(skipped)
     self.step.assign_add(1)
     metrics["finite"] = tf.cast(finite, tf.float32)
@@ -173,24 +95,8 @@ class EvalStep:
   def _replica_sums(self, images, batch_index):
     replica_id = tf.distribute.get_replica_context().replica_id_in_sync_group
     seed = step_seed(self.seed + 1, batch_index, replica_id)
-    count = tf.shape(images)[0]
-    keys = [key for key in EVAL_SUMS if key != "count"]
-
-    def compute():
-      losses = self.model.compute_losses(
-          images, seed, training=False,
-          num_samples=self.num_posterior_samples)
-      return {key: tf.reduce_sum(tf.cast(losses[key], tf.float64))
-              for key in keys}
-
-    def nothing():
-      return {key: tf.constant(0.0, tf.float64) for key in keys}
-
-    # When the test split does not fill the last global batch, some replicas
-    # receive an empty one, which the encoder's convolutions reject.
-    sums = tf.cond(count > 0, compute, nothing)
-    sums["count"] = tf.cast(count, tf.float64)
-    return sums
+    return update_step.replica_loss_sums(self.model, images, seed,
+                                         self.num_posterior_samples)
 
   def _evaluate(self, dataset) -> Dict[str, tf.Tensor]:
     totals = {key: tf.constant(0.0, tf.float64) for key in EVAL_SUMS}

@@ -19,8 +19,9 @@ import numpy as np
 import tensorflow as tf
 
 # The scalars of a training log interval, in the order log lines show them.
-TRAIN_SCALARS = ("loss", "bpd", "kl", "nll", "learning_rate", "gradient_norm",
-                 "skipped_steps", "images_per_second")
+TRAIN_SCALARS = ("loss", "bpd", "kl", "nll", "kl_bits_per_image",
+                 "learning_rate", "gradient_norm", "skipped_steps",
+                 "images_per_second")
 
 
 class SummaryWriters:

@@ -22,8 +22,17 @@ starting with ActNorm's data-dependent initialisation), and
 
 What is written where is `reporter.Reporter`'s; the run directory
 (config.json, checkpoints, their recovery) is `tfglv.rundir`'s.
+
+One writer per workdir: the trainer (the chief, with several workers)
+holds the workdir's lock (`tfglv.rundir.lock`) from `__init__` to the end
+of `run()`, so a second trainer on the same workdir stops at once, naming
+the first. SIGTERM or SIGINT during `run()` ends it after the current step
+with a checkpoint (`signals.StopRequests`; `stopped_by` names the signal).
 """
 
+import errno
+import os
+import shutil
 import time
 from typing import Dict, List, Optional
 
@@ -34,10 +43,12 @@ import tensorflow as tf
 from tfglv import configs
 from tfglv import model as model_lib
 from tfglv import rundir
+from tfglv.training import code_monitor
 from tfglv.training import distribute
 from tfglv.training import inputs
 from tfglv.training import optimizer as optimizer_lib
 from tfglv.training import reporter as reporter_lib
+from tfglv.training import signals
 from tfglv.training import steps
 from tfglv.training import validation
 
@@ -64,9 +75,14 @@ class Trainer:
     validation.check_data(config)
     new_workdir = bool(workdir) and not tf.io.gfile.exists(workdir)
     rundir.check_workdir(workdir)
+    self.lock = rundir.lock.DirectoryLock(workdir, "training")
+    self.stopped_by: Optional[str] = None
     try:
+      if distribute.is_chief(self.strategy):
+        self.lock.acquire()
       self._build(allow_config_changes)
     except BaseException:
+      self.lock.release()
       if new_workdir:  # A run that fails its checks leaves nothing behind.
         tf.io.gfile.rmtree(workdir)
       raise
@@ -123,6 +139,11 @@ class Trainer:
       logging.info("Data-dependent init: the chief's values, broadcast, "
                    "changed this worker's by at most %g.", change)
 
+  def close(self) -> None:
+    """Releases the workdir's lock (`run()` does at its end): for a trainer
+    that is built but not run, so that another may take the workdir."""
+    self.lock.release()
+
   def restore(self) -> int:
     """Restores the latest checkpoint, if any; returns the step."""
     latest = distribute.checkpoint_to_resume(self.workdir, self.strategy)
@@ -142,8 +163,14 @@ class Trainer:
 
   def evaluate(self) -> Dict[str, float]:
     """Test-split bits/dim: "bpd" (k-sample negative ELBO), "iw_bpd",
-    "nll", "kl", averaged over images."""
-    return steps.average_losses(self.eval_step.evaluate(self.eval_dataset))
+    "nll", "kl", averaged over images; and the global code's diagnostics
+    on the same images (`code_monitor.diagnose`)."""
+    evaluation = steps.average_losses(
+        self.eval_step.evaluate(self.eval_dataset))
+    evaluation.update(code_monitor.diagnose(
+        self.model, self.config, self.strategy, evaluation["kl"],
+        int(self.step.numpy())))
+    return evaluation
 
   def run(self, max_train_seconds: Optional[float] = None) -> Dict:
     """Trains to `train.num_steps`; returns what train_summary.json holds.
@@ -154,6 +181,14 @@ class Trainer:
         tracing, have taken this long; None: no limit. Gives models equal
         wall time in benchmarks.
     """
+    try:
+      with signals.StopRequests() as stop:
+        return self._run(max_train_seconds, stop)
+    finally:
+      self.close()
+
+  def _run(self, max_train_seconds: Optional[float],
+           stop: signals.StopRequests) -> Dict:
     train = self.config.train
     start_step = self.restore()
     distribute.check_workers_agree(self.strategy, start_step,
@@ -172,7 +207,7 @@ class Trainer:
     self.reporter.start(start_step, max_train_seconds)
     train_seconds = 0.0
     if start_step < train.num_steps:
-      train_seconds = self._train_loop(start_step, max_train_seconds)
+      train_seconds = self._train_loop(start_step, max_train_seconds, stop)
     else:
       logging.info("Nothing to train: the run is at step %d of %d.",
                    start_step, train.num_steps)
@@ -191,12 +226,28 @@ class Trainer:
   def _save_checkpoint(self, step: int):
     # Every worker must save (a save may run collectives); only the chief's
     # copy is kept, as in TF's multi-worker guidance.
-    self.checkpoint_manager.save(checkpoint_number=step)
+    try:
+      self.checkpoint_manager.save(checkpoint_number=step)
+    except (tf.errors.ResourceExhaustedError, OSError) as e:
+      if (isinstance(e, OSError) and e.errno != errno.ENOSPC) or (
+          isinstance(e, tf.errors.ResourceExhaustedError) and
+          "space" not in str(e).lower()):
+        raise
+      directory = existing = self.checkpoint_manager.directory
+      while (not os.path.isdir(existing) and
+             os.path.dirname(existing) != existing):
+        existing = os.path.dirname(existing)
+      free = shutil.disk_usage(existing).free / 2 ** 20
+      raise CheckpointSaveError(
+          f"Saving the checkpoint of step {step} in {directory} failed: the "
+          f"disk is full ({free:.0f} MiB free). The earlier checkpoints are "
+          f"intact: free some space and run the same command to resume."
+      ) from None
     distribute.remove_worker_directory(
         rundir.checkpoint_directory(self.workdir), self.strategy)
 
-  def _train_loop(self, start_step: int,
-                  max_train_seconds: Optional[float]) -> float:
+  def _train_loop(self, start_step: int, max_train_seconds: Optional[float],
+                  stop: signals.StopRequests) -> float:
     """Steps from `start_step`; returns seconds spent after the first."""
     train = self.config.train
     iterator = inputs.train_iterator(self.config, self.strategy, start_step)
@@ -217,12 +268,18 @@ class Trainer:
       last_step_end = now
       done = step >= train.num_steps or (
           max_train_seconds is not None and train_seconds >= max_train_seconds)
-      if step % train.log_every == 0 or done:
+      if step % train.log_every == 0 or done or stop.received:
         self.reporter.log_interval(step, interval, interval_start,
                                    float(self.skipped_steps.numpy()))
         interval = []
-      if step % train.checkpoint_every == 0 or done:
+      if step % train.checkpoint_every == 0 or done or stop.received:
         self._save_checkpoint(step)
+      if stop.received:  # No evaluation or samples: preemption is short.
+        self.stopped_by = stop.received
+        logging.warning("Stopped by %s at step %d; saved %s.",
+                        stop.received, step,
+                        self.checkpoint_manager.latest_checkpoint)
+        break
       if step % train.eval_every == 0 or done:
         self.reporter.log_evaluation(step, self.evaluate())
       if step % train.sample_every == 0 or done:
@@ -232,6 +289,10 @@ class Trainer:
       # Checkpoints, evaluation and samples are not training time.
       last_step_end = time.time()
     return train_seconds
+
+
+class CheckpointSaveError(RuntimeError):
+  """A checkpoint could not be written (the disk is full)."""
 
 
 def train_and_evaluate(config: configs.Config, workdir: str,
