@@ -15,7 +15,9 @@ from variables, as an export does. The SavedModel is a
 `keras.export.ExportArchive` with fixed-shape endpoints; the TF Lite model
 is converted from the same concrete function with builtin ops only and run
 by `ai_edge_litert`. Each figure is the median of `--repeats` calls after
-two warm-up calls, and every backend is checked to return the same images.
+two warm-up calls, the backends taking turns call by call (a change in the
+machine's load reaches them alike), and every backend is checked to return
+the same images.
 """
 
 import os
@@ -104,16 +106,24 @@ def _eager(model, fn):
   return call
 
 
-def _time(fn, args, repeats):
-  # Two warm-up calls: tfglv compiles a model call on its second.
-  np.asarray(fn(*args))
-  result = np.asarray(fn(*args))
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    np.asarray(fn(*args))
-    times.append(time.perf_counter() - start)
-  return statistics.median(times), result
+def _time(backends, repeats, eager_repeats):
+  """{backend: (median seconds, images)} of `backends` ({name: (call,
+  args)}), timed in turns (one call of each per round), so that a change in
+  the machine's load reaches every backend alike."""
+  images, times = {}, {name: [] for name in backends}
+  for name, (call, args) in backends.items():
+    # Two warm-up calls: tfglv compiles a model call on its second.
+    np.asarray(call(*args))
+    images[name] = np.asarray(call(*args))
+  for round_ in range(repeats):
+    for name, (call, args) in backends.items():
+      if name == "eager" and round_ >= eager_repeats:
+        continue
+      start = time.perf_counter()
+      np.asarray(call(*args))
+      times[name].append(time.perf_counter() - start)
+  return {name: (statistics.median(times[name]), images[name])
+          for name in backends}
 
 
 def run_size(size):
@@ -149,17 +159,14 @@ def run_size(size):
             compiled[name].get_concrete_function(), model)
       except Exception as error:  # pylint: disable=broad-except
         print(f"TF Lite conversion of {name} failed: {error}")
-      figures, reference = {}, None
-      for backend, call in backends.items():
-        tensors = [tf.constant(a) for a in args] if backend != "TF Lite" \
-            else args
-        repeats = 1 if backend == "eager" and size == "full" else \
-            FLAGS.repeats
-        seconds, images = _time(call, tensors, repeats)
-        if reference is None:
-          reference = images
-        mismatch = float(np.mean(images != reference))
-        figures[backend] = (seconds, mismatch)
+      tensors = [tf.constant(a) for a in args]
+      timed = _time(
+          {backend: (call, args if backend == "TF Lite" else tensors)
+           for backend, call in backends.items()},
+          FLAGS.repeats, 1 if size == "full" else FLAGS.repeats)
+      reference = timed["eager"][1]
+      figures = {backend: (seconds, float(np.mean(images != reference)))
+                 for backend, (seconds, images) in timed.items()}
       saved = figures["SavedModel"][0]
       for backend, (seconds, mismatch) in figures.items():
         rows.append((size, name, batch, backend, f"{1e3 * seconds:.1f}",

@@ -135,9 +135,14 @@ _BAD_CALLS = [
 ]
 
 
+@pytest.fixture(scope="module")
+def tiny_model():
+  return tfglv.build_model(tfglv.configs.get("tiny"))
+
+
 @pytest.mark.parametrize("method,args", _BAD_CALLS)
-def test_bad_arguments_raise_the_eager_paths_errors(method, args):
-  model = tfglv.build_model(tfglv.configs.get("tiny"))
+def test_bad_arguments_raise_the_eager_paths_errors(tiny_model, method, args):
+  model = tiny_model
   with pytest.raises(ValueError) as eager:
     _eager(model, method, *args)
   with pytest.raises(ValueError) as compiled_error:

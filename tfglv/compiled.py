@@ -68,11 +68,13 @@ def _images(model, name, values):
   return quantization.check_images(values[name], model.config.image_shape)
 
 
-def _latent(model, name, values):
-  # The eager checks (shapes, N >= 1, finite and bounded values) of both.
-  z, v = latents.check_latents(values["z"], values["v"],
+def _latents(model, name, values):
+  # The eager checks (shapes, N >= 1, finite and bounded values) of z and
+  # v together; z comes first in `decode`'s signature, so v is checked.
+  del name
+  z, _ = latents.check_latents(values["z"], values["v"],
                                model.config.image_shape, model.latent_dim)
-  return z if name == "z" else v
+  return z
 
 
 def _floats(model, name, values):
@@ -108,7 +110,7 @@ ARGUMENTS = {
     "images": Argument(_images), "global_images": Argument(_images),
     "local_images": Argument(_images), "images_start": Argument(_images),
     "images_end": Argument(_images),
-    "z": Argument(_latent), "v": Argument(_latent),
+    "z": Argument(_latents), "v": Argument(_floats),
     "z_noise": Argument(_floats), "v_noise": Argument(_floats),
     "z_fractions": Argument(_fractions), "v_fractions": Argument(_fractions),
     "temperature": Argument(_temperature, batched=False),
@@ -175,14 +177,17 @@ def inference(*names: str):
       if key not in functions:  # The first call: op by op.
         functions[key] = None
         return method(model, *args, **kwargs)
-      if functions[key] is None:
-        # A partial, not a closure: TF counts retraces per code object, and
-        # would warn about "retracing" when several of these first trace.
-        functions[key] = tf.function(
-            functools.partial(_run, method, model, static, tensor_names),
-            input_signature=specs, autograph=False)
       with _compat.graph_rewrites_off(*_REWRITES_OFF):
-        return functions[key](*tensors)
+        if functions[key] is None:
+          # A partial, not a closure: TF counts retraces per code object,
+          # and would warn of "retracing" when several of these first trace.
+          function = tf.function(
+              functools.partial(_run, method, model, static, tensor_names),
+              input_signature=specs, autograph=False)
+          # Called directly, the concrete function skips tf.function's
+          # dispatch (its cache lookup hashes every captured variable).
+          functions[key] = (function, function.get_concrete_function())
+        return functions[key][1](*tensors)
 
     return call
 
@@ -203,9 +208,9 @@ def without_rewrites(function: Callable) -> Callable:
 
 def tracing_count(model, method_name: str) -> int:
   """How many graphs `method_name` of `model` has traced so far."""
-  return sum(function.experimental_get_tracing_count()
-             for key, function in _functions(model).items()
-             if key[0] == method_name and function is not None)
+  return sum(entry[0].experimental_get_tracing_count()
+             for key, entry in _functions(model).items()
+             if key[0] == method_name and entry is not None)
 
 
 class InferenceMixin:
