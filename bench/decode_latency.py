@@ -11,16 +11,16 @@ Both decode the same (z, v), encoded from CIFAR-10 test images (synthetic
 ones if the subset is absent), and must agree within one grey level before
 anything is timed. Timing interleaves the four candidates round by round in
 one process (the load of a shared machine moves during a run) and reports
-the median per call; ratio = SavedModel time / TF Lite time. TensorFlow uses
+the median per call, in wall time and in images per CPU-second (process
+user + system time, which other processes hardly change); ratio =
+SavedModel CPU-seconds / TF Lite CPU-seconds. TensorFlow uses
 its default thread pools; the TF Lite interpreter gets --tflite_threads.
 Without --workdir the weights are a stand-in (demo_run), which is fine for
 latency: it does not depend on the values.
 """
 
 import os
-import statistics
 import tempfile
-import time
 
 from absl import app
 from absl import flags
@@ -118,20 +118,6 @@ def candidates(model, config, scratch: str, batch_sizes):
   return result
 
 
-def time_interleaved(calls, rounds: int, calls_per_round: int):
-  """{key: median seconds per call}, candidates interleaved per round."""
-  for fn in calls.values():  # Warm-up: first-call allocation, delegates.
-    fn()
-  seconds = {key: [] for key in calls}
-  for _ in range(rounds):
-    for key, fn in calls.items():
-      start = time.perf_counter()
-      for _ in range(calls_per_round):
-        fn()
-      seconds[key].append((time.perf_counter() - start) / calls_per_round)
-  return {key: statistics.median(values) for key, values in seconds.items()}
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
@@ -139,22 +125,25 @@ def main(argv):
   with tempfile.TemporaryDirectory() as scratch:
     config, model = load_model(scratch)
     calls = candidates(model, config, scratch, batch_sizes)
-    medians = time_interleaved(calls, FLAGS.rounds, FLAGS.calls_per_round)
+    times = harness.time_in_turns(calls, FLAGS.rounds,
+                                  FLAGS.calls_per_round)
   rows = []
   for batch in batch_sizes:
-    saved = medians[("SavedModel", batch)]
-    lite = medians[("TF Lite float32", batch)]
-    rows.append((batch, f"{saved * 1e3:.2f}", f"{lite * 1e3:.2f}",
-                 f"{saved / lite:.2f}", f"{saved * 1e3 / batch:.3f}",
-                 f"{lite * 1e3 / batch:.3f}"))
+    saved = harness.median_timing(times[("SavedModel", batch)])
+    lite = harness.median_timing(times[("TF Lite float32", batch)])
+    rows.append((batch, f"{saved.wall * 1e3:.2f}", f"{lite.wall * 1e3:.2f}",
+                 f"{saved.cpu / lite.cpu:.2f}",
+                 *harness.speed_cells(batch, saved),
+                 *harness.speed_cells(batch, lite)))
   source = FLAGS.workdir or f"demo {FLAGS.size} run"
   harness.print_table(
       f"Decode latency, {config.name} {config.model.variant} "
       f"{'x'.join(map(str, config.model.image_shape))} ({source}); median of "
       f"{FLAGS.rounds} rounds x {FLAGS.calls_per_round} calls; TF Lite "
       f"threads {FLAGS.tflite_threads}; {harness.load_average()}",
-      ("batch", "SavedModel ms", "TF Lite ms", "ratio SM/TFLite",
-       "SM ms/image", "TFLite ms/image"), rows)
+      ("batch", "SavedModel ms", "TF Lite ms", "ratio SM/TFLite (CPU-s)",
+       *(f"{backend} {column}" for backend in ("SM", "TFLite")
+         for column in harness.SPEED_COLUMNS)), rows)
 
 
 if __name__ == "__main__":

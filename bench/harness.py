@@ -4,7 +4,10 @@ Every benchmark builds its models here so that tfglv and its peer
 (`tfp.bijectors.Glow`) are trained by the same step function, with the same
 optimizer, in the same process. Timing interleaves the models round by
 round: on a shared 2-core machine the load moves during a run, and
-interleaving makes the printed ratios robust to it.
+interleaving makes the printed ratios robust to it. Every timing is kept
+twice (`Timing`): wall seconds and the process's CPU-seconds, and every
+table prints images per CPU-second next to images per second
+(`speed_cells`): other processes stretch the first, hardly the second.
 
 This module defines no flags: the entry points (the `bench/*.py` with
 `app.run`) define their own and pass their values in, e.g.
@@ -14,7 +17,9 @@ This module defines no flags: the entry points (the `bench/*.py` with
 """
 
 import os
+import statistics
 import time
+from typing import Callable, Dict, NamedTuple, Optional
 import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -270,26 +275,130 @@ def make_train_step(model, optimizer, jit_compile: bool = False,
   return tf.function(step, jit_compile=jit_compile)
 
 
+class Timing(NamedTuple):
+  """Seconds of a timed region: `wall` (elapsed) and `cpu`, the process's
+  user + system CPU time over all its threads (`time.process_time`).
+
+  On a shared machine other processes stretch `wall` but hardly `cpu`, so
+  "images per CPU-second" compares runs made under different loads; on an
+  idle machine it is images per second divided by the busy cores.
+  """
+  wall: float
+  cpu: float
+
+
+class Stopwatch:
+  """Wall and CPU time of a region: `with Stopwatch() as watch: ...`, then
+  `watch.timing`. Whatever the region computes must be finished inside it
+  (call `.numpy()` on its outputs)."""
+
+  def __enter__(self):
+    self._start = Timing(time.perf_counter(), time.process_time())
+    return self
+
+  def __exit__(self, *exc_info):
+    self.timing = Timing(time.perf_counter() - self._start.wall,
+                         time.process_time() - self._start.cpu)
+
+
+def median_timing(timings) -> Timing:
+  """Median wall and median CPU seconds (each over `timings` on its own)."""
+  if not timings:
+    raise ValueError("No timings to take the median of.")
+  return Timing(statistics.median(t.wall for t in timings),
+                statistics.median(t.cpu for t in timings))
+
+
+# The two speed columns of every benchmark table (`speed_cells`).
+SPEED_COLUMNS = ("images/s", "images/CPU-s")
+
+
+def speeds(images: float, timing: Timing) -> Timing:
+  """Images per second (`wall`) and per CPU-second (`cpu`) in `timing`."""
+  return Timing(*(images / max(seconds, 1e-12) for seconds in timing))
+
+
+def speed_cells(images: float, timing: Timing, digits: int = 1):
+  """`speeds` as table cells, (images/s, images/CPU-s)."""
+  return tuple(f"{rate:.{digits}f}" for rate in speeds(images, timing))
+
+
+def time_in_turns(calls: Dict[str, Callable], rounds: int = 3,
+                  calls_per_round: int = 1, warmup: int = 1,
+                  rounds_of: Optional[Dict[str, int]] = None):
+  """Times zero-argument `calls` in turns; {name: [Timing per call]}.
+
+  After `warmup` untimed calls of each (tracing, compilation, first-touch
+  allocation), every round times `calls_per_round` calls of each call in
+  turn, so a change in the machine's load reaches all of them alike; each
+  round gives one Timing, per call. `rounds_of` caps the rounds of some
+  calls (a slow eager baseline). A call must return something finished
+  (arrays, not pending tensors).
+  """
+  rounds_of = rounds_of or {}
+  for call in calls.values():
+    for _ in range(warmup):
+      call()
+  times = {name: [] for name in calls}
+  for round_ in range(rounds):
+    for name, call in calls.items():
+      if round_ >= rounds_of.get(name, rounds):
+        continue
+      with Stopwatch() as watch:
+        for _ in range(calls_per_round):
+          call()
+      times[name].append(Timing(*(t / calls_per_round
+                                  for t in watch.timing)))
+  return times
+
+
 def time_interleaved(steps: dict, images, rounds: int = 3,
                      steps_per_round: int = 1, warmup: int = 2):
-  """Seconds per call of each named step, interleaved; median over rounds.
+  """{name: [Timing per step, one per round]} of training steps
+  `fn(images, seed) -> loss`, interleaved (`time_in_turns`); round r, call
+  s draws seed [r, s], the warm-up calls seed [0, 0]."""
+  counters = {name: [0] for name in steps}
 
-  Returns {name: [seconds of each round]} after `warmup` untimed calls
-  (tracing, compilation, first-touch allocation) of every step.
+  def call(name):
+    fn, counter = steps[name], counters[name]
+
+    def run():
+      index = max(counter[0] - warmup, 0)
+      counter[0] += 1
+      seed = tf.constant([index // steps_per_round, index % steps_per_round],
+                         tf.int32)
+      return fn(images, seed).numpy()
+
+    return run
+
+  return time_in_turns({name: call(name) for name in steps}, rounds,
+                       steps_per_round, warmup)
+
+
+class StepMeter:
+  """Wraps a step function and times its calls after the first (tracing).
+
+  `meter = StepMeter(trainer.train_step.train_step)`, put `meter` in its
+  place, train; then `meter.calls` and `meter.timing` (summed over the
+  timed calls). The step must finish before it returns (TF's synchronous
+  eager execution: a tf.function call returns computed tensors).
   """
-  seed = tf.constant([0, 0], tf.int32)
-  for fn in steps.values():
-    for _ in range(warmup):
-      fn(images, seed).numpy()
-  times = {name: [] for name in steps}
-  for r in range(rounds):
-    for name, fn in steps.items():
-      start = time.perf_counter()
-      for s in range(steps_per_round):
-        out = fn(images, tf.constant([r, s], tf.int32))
-      out.numpy()
-      times[name].append((time.perf_counter() - start) / steps_per_round)
-  return times
+
+  def __init__(self, step: Callable):
+    self.step = step
+    self.calls = 0
+    self.timing = Timing(0.0, 0.0)
+    self._first_done = False
+
+  def __call__(self, *args, **kwargs):
+    if not self._first_done:
+      self._first_done = True
+      return self.step(*args, **kwargs)
+    with Stopwatch() as watch:
+      out = self.step(*args, **kwargs)
+    self.calls += 1
+    self.timing = Timing(*(a + b for a, b in zip(self.timing, watch.timing)))
+    return out
 
 
 def load_average() -> str:

@@ -17,13 +17,13 @@ is converted from the same concrete function with builtin ops only and run
 by `ai_edge_litert`. Each figure is the median of `--repeats` calls after
 two warm-up calls, the backends taking turns call by call (a change in the
 machine's load reaches them alike), and every backend is checked to return
-the same images.
+the same images. Images per CPU-second (process user + system time) stand
+next to images per second, and speed ratios are of CPU-seconds: the load
+of other processes stretches wall time, hardly CPU time.
 """
 
 import os
-import statistics
 import tempfile
-import time
 
 from absl import app
 from absl import flags
@@ -107,22 +107,19 @@ def _eager(model, fn):
 
 
 def _time(backends, repeats, eager_repeats):
-  """{backend: (median seconds, images)} of `backends` ({name: (call,
+  """{backend: (median Timing, images)} of `backends` ({name: (call,
   args)}), timed in turns (one call of each per round), so that a change in
   the machine's load reaches every backend alike."""
-  images, times = {}, {name: [] for name in backends}
+  images = {}
   for name, (call, args) in backends.items():
     # Two warm-up calls: tfglv compiles a model call on its second.
     np.asarray(call(*args))
     images[name] = np.asarray(call(*args))
-  for round_ in range(repeats):
-    for name, (call, args) in backends.items():
-      if name == "eager" and round_ >= eager_repeats:
-        continue
-      start = time.perf_counter()
-      np.asarray(call(*args))
-      times[name].append(time.perf_counter() - start)
-  return {name: (statistics.median(times[name]), images[name])
+  times = harness.time_in_turns(
+      {name: lambda call=call, args=args: np.asarray(call(*args))
+       for name, (call, args) in backends.items()},
+      rounds=repeats, warmup=0, rounds_of={"eager": eager_repeats})
+  return {name: (harness.median_timing(times[name]), images[name])
           for name in backends}
 
 
@@ -165,18 +162,20 @@ def run_size(size):
            for backend, call in backends.items()},
           FLAGS.repeats, 1 if size == "full" else FLAGS.repeats)
       reference = timed["eager"][1]
-      figures = {backend: (seconds, float(np.mean(images != reference)))
-                 for backend, (seconds, images) in timed.items()}
+      figures = {backend: (timing, float(np.mean(images != reference)))
+                 for backend, (timing, images) in timed.items()}
       saved = figures["SavedModel"][0]
-      for backend, (seconds, mismatch) in figures.items():
-        rows.append((size, name, batch, backend, f"{1e3 * seconds:.1f}",
-                     f"{batch / seconds:.1f}", f"{saved / seconds:.2f}x",
+      for backend, (timing, mismatch) in figures.items():
+        rows.append((size, name, batch, backend, f"{1e3 * timing.wall:.1f}",
+                     *harness.speed_cells(batch, timing),
+                     f"{saved.cpu / timing.cpu:.2f}x",
                      f"{100 * mismatch:.2f}"))
   harness.print_table(
       f"Latency ({FLAGS.variant}, inference cache on, median of "
       f"{FLAGS.repeats}); {harness.load_average()}",
-      ("size", "endpoint", "batch", "backend", "ms/call", "images/s",
-       "speed vs SavedModel", "% pixels differing from eager"), rows)
+      ("size", "endpoint", "batch", "backend", "ms/call",
+       *harness.SPEED_COLUMNS, "speed vs SavedModel (CPU-s)",
+       "% pixels differing from eager"), rows)
 
 
 def main(argv):

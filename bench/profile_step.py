@@ -7,11 +7,24 @@ Traces `--steps` training steps (after warm-up) with
 of op time per op type (Conv2D, its backprops, MatMul, element-wise ...).
 With 2 threads running ops in parallel the shares are of summed op time,
 not of wall time.
+
+    python -m bench.profile_step --size=full --first_step [--compare_inline]
+
+times the first training step instead (the trainer's `TrainStep`), in wall
+and CPU seconds: Python tracing, Grappler (its passes, from TensorFlow's
+meta-optimizer log), the rest of the first call (instantiating the graphs,
+the first run), then steady steps. `--compare_inline` also builds the step
+as it was before the blocks were shared (inline blocks, Grappler on the
+whole graph) in the same process and times both in turns: the steady-state
+ratio of the two.
 """
 
 import collections
+import contextlib
 import glob
 import os
+import re
+import sys
 import tempfile
 import time
 
@@ -21,7 +34,9 @@ from absl import flags
 from bench import harness  # pylint: disable=g-bad-import-order
 import tensorflow as tf
 
+import tfglv
 from tfglv import _compat
+from tfglv.flows import shared
 
 flags.DEFINE_enum("size", "small", list(harness.SIZES), "Model size.")
 flags.DEFINE_enum("variant", "glvae", ["glvae", "glow", "tfp_glow"],
@@ -35,7 +50,25 @@ flags.DEFINE_enum("step", "trainer", harness.STEPS, harness.STEP_HELP)
 flags.DEFINE_enum("optimizer", "tfglv", harness.OPTIMIZERS,
                   harness.OPTIMIZER_HELP)
 flags.DEFINE_string("npz", "", harness.npz_help())
+flags.DEFINE_bool("first_step", False,
+                  "Time the first training step (tracing, Grappler, the "
+                  "rest of the first call) and steady steps instead.")
+flags.DEFINE_integer("steady_steps", 3,
+                     "--first_step: steady steps timed (median).")
+flags.DEFINE_bool("compare_inline", False,
+                  "--first_step: also time the step with inline blocks and "
+                  "Grappler on its whole graph (the previous path), in "
+                  "turns with the shared one.")
 FLAGS = flags.FLAGS
+
+# --first_step reads Grappler's time per pass from TensorFlow's log, which
+# TensorFlow configures when it is imported: the bench runs itself again
+# with these set.
+_GRAPPLER_LOG = {"TF_CPP_VMODULE": "meta_optimizer=1",
+                 "TF_CPP_MIN_LOG_LEVEL": "0"}
+# A pass of TensorFlow's meta-optimizer, as its log reports it.
+_PASS = re.compile(r"meta_optimizer\.cc:\d+\] (\w+)\S*: Graph size after: "
+                   r"(\d+) nodes.*time = ([\d.]+)ms")
 
 
 def op_time_by_type(logdir):
@@ -66,9 +99,140 @@ def op_time_by_type(logdir):
   return totals
 
 
+@contextlib.contextmanager
+def _stderr_captured():
+  """What is written to file descriptor 2 inside (TF's C++ log too): the
+  yielded list holds it, as text, on exit."""
+  text = []
+  sys.stderr.flush()
+  saved = os.dup(2)
+  with tempfile.TemporaryFile("w+") as capture:
+    os.dup2(capture.fileno(), 2)
+    try:
+      yield text
+    finally:
+      sys.stderr.flush()
+      os.dup2(saved, 2)
+      os.close(saved)
+      capture.seek(0)
+      text.append(capture.read())
+
+
+def grappler_passes(log: str):
+  """{pass: [seconds, runs]} and the node count of each optimised graph
+  (before its first pass), from TensorFlow's meta-optimizer log."""
+  passes = collections.defaultdict(lambda: [0.0, 0])
+  graphs = []
+  for name, nodes, millis in _PASS.findall(log):
+    # Each graph starts with the model pruner; it runs twice per graph.
+    if name == "model_pruner" and (not graphs or graphs[-1][1] == 2):
+      graphs.append([int(nodes), 0])
+    if name == "model_pruner":
+      graphs[-1][1] += 1
+    passes[name][0] += float(millis) / 1e3
+    passes[name][1] += 1
+  return dict(passes), [nodes for nodes, _ in graphs]
+
+
+def trainer_step(model, images, optimizer: str):
+  """The trainer's `TrainStep` on `model` and an iterator over `images`."""
+  optimizer = harness.make_optimizer(optimizer)
+  optimizer.build(model.trainable_variables)
+  batch = int(images.shape[0])
+  config = tfglv.configs.override(tfglv.configs.get("cifar10"), {
+      "train.batch_size": str(batch)}).train
+  counter = dict(dtype=tf.int64, trainable=False)
+  step = tfglv.training.steps.TrainStep(
+      model, optimizer, tf.distribute.get_strategy(), config, batch,
+      step=tf.Variable(0, **counter), skipped_steps=tf.Variable(0, **counter))
+  return step, iter(tf.data.Dataset.from_tensors({"image": images}).repeat())
+
+
+def _seconds(timing):
+  return f"{timing.wall:.2f}", f"{timing.cpu:.2f}"
+
+
+def first_step(model, images):
+  """Prints the first step's breakdown (and, --compare_inline, the steady
+  ratio to the previous path)."""
+  step, iterator = trainer_step(model, images, FLAGS.optimizer)
+  with _stderr_captured() as log:
+    with harness.Stopwatch() as tracing:
+      graph = step.trace(iterator).graph
+    with harness.Stopwatch() as first_call:
+      float(step.train_step(iterator)["loss"])
+  passes, graphs = grappler_passes(log[0])
+  grappler = sum(seconds for seconds, _ in passes.values())
+  steady = []
+  for _ in range(FLAGS.steady_steps):
+    with harness.Stopwatch() as watch:
+      float(step.train_step(iterator)["loss"])
+    steady.append(watch.timing)
+  steady = harness.median_timing(steady)
+  total = harness.Timing(tracing.timing.wall + first_call.timing.wall,
+                         tracing.timing.cpu + first_call.timing.cpu)
+  rest = harness.Timing(first_call.timing.wall - grappler,
+                        first_call.timing.cpu - grappler)
+  harness.print_table(
+      f"First training step, {FLAGS.variant} {FLAGS.size} ({FLAGS.conv1x1}, "
+      f"{FLAGS.compute_dtype}, batch {images.shape[0]}): "
+      f"{len(graph.as_graph_def().node)} nodes in the step's graph, "
+      f"{shared.tracing_count(model.decoder)} shared block functions; "
+      f"{harness.load_average()}",
+      ("phase", "wall s", "CPU s"),
+      [("Python tracing", *_seconds(tracing.timing)),
+       ("Grappler (its passes, one thread: CPU = wall)", f"{grappler:.2f}",
+        f"{grappler:.2f}"),
+       ("rest of the first call (instantiation, first run)",
+        *_seconds(rest)),
+       ("first step (tracing + first call)", *_seconds(total)),
+       (f"steady step (median of {FLAGS.steady_steps})", *_seconds(steady)),
+       ("steady step: images/s, images/CPU-s",
+        *harness.speed_cells(images.shape[0], steady))])
+  harness.print_table(
+      f"Grappler passes over {len(graphs)} graphs (nodes: "
+      f"{', '.join(map(str, sorted(graphs, reverse=True)[:4]))}"
+      f"{' ...' if len(graphs) > 4 else ''})",
+      ("pass", "seconds", "runs"),
+      [(name, f"{seconds:.2f}", runs) for name, (seconds, runs) in
+       sorted(passes.items(), key=lambda kv: -kv[1][0])])
+  if FLAGS.compare_inline:
+    compare_inline(model, images, step, iterator)
+
+
+def compare_inline(model, images, step, iterator):
+  """Steady steps of `step` and of the previous path, timed in turns."""
+  inline, inline_iterator = trainer_step(model, images, FLAGS.optimizer)
+  inline.rewrites_off = lambda: ()  # Grappler on its whole graph.
+  with shared.inlined():
+    inline.trace(inline_iterator)
+  calls = {"shared blocks": lambda: float(step.train_step(iterator)["loss"]),
+           "inline blocks (before)": lambda: float(
+               inline.train_step(inline_iterator)["loss"])}
+  times = harness.time_in_turns(calls, rounds=FLAGS.steady_steps)
+  median = {name: harness.median_timing(t) for name, t in times.items()}
+  before = median["inline blocks (before)"]
+  harness.print_table(
+      f"Steady step, in turns ({FLAGS.steady_steps} rounds; "
+      f"{harness.load_average()})",
+      ("step", "wall s", "CPU s", "CPU-s vs before"),
+      [(name, *_seconds(m), f"{m.cpu / before.cpu:.3f}")
+       for name, m in median.items()])
+
+
 def main(argv):
   del argv
   images = harness.load_images(16, npz=FLAGS.npz)
+  if FLAGS.first_step:
+    if FLAGS.variant == "tfp_glow":
+      raise app.UsageError("--first_step times tfglv's models.")
+    if any(os.environ.get(k) != v for k, v in _GRAPPLER_LOG.items()):
+      os.environ.update(_GRAPPLER_LOG)
+      os.execv(sys.executable, [sys.executable] + sys.orig_argv[1:])
+    first_step(harness.build_tfglv(
+        FLAGS.size, FLAGS.variant, FLAGS.conv1x1, FLAGS.compute_dtype,
+        init_images=harness.load_images(64, npz=FLAGS.npz)), images)
+    return
   if FLAGS.variant == "tfp_glow":
     reference = harness.build_tfglv(FLAGS.size, "glow")
     model = harness.matched_tfp_glow(

@@ -104,16 +104,19 @@ def run_one(name: str, workdir: str) -> dict:
       "train.sample_every": str(10 * FLAGS.steps),
       "train.checkpoint_every": str(10 * FLAGS.steps),
       "train.strategy": "one_device"})
-  cpu_start = time.process_time()
-  summary = tfglv.training.train_and_evaluate(config, workdir)
+  from bench import harness  # pylint: disable=g-import-not-at-top
+  trainer = tfglv.training.Trainer(config, workdir)
+  meter = harness.StepMeter(trainer.train_step.train_step)
+  trainer.train_step.train_step = meter
+  summary = trainer.run()
   history = summary["train_history"]
   row = {"config": name, "model": config.model.variant, "batch": batch,
          "data": config.data.dataset, "steps": summary["step"],
          "parameters": summary["num_parameters"], **curve_summary(history)}
-  images = batch * (len(history) - 1)
+  # The steps after the first (traced) one, as train_seconds counts them.
   row["train_seconds"] = summary["train_seconds_after_first_step"]
-  row["images_per_second"] = images / max(row["train_seconds"], 1e-9)
-  row["cpu_seconds"] = time.process_time() - cpu_start
+  row["images_per_second"], row["images_per_cpu_second"] = harness.speeds(
+      batch * meter.calls, meter.timing)
   row["peak_rss_gb"] = resource.getrusage(
       resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
   row["bpd_curve"] = [round(record["bpd"], 4) for record in history]
@@ -124,7 +127,7 @@ def _print_table(rows):
   header = (f"{'config':<12} {'batch':>5} {'data':<9} {'params':>8} "
             f"{'steps':>5} {'start':>7} {'min':>7} {'end':>7} "
             f"{'rise>10':>7} {'max|g|':>8} {'skip':>4} {'peak GB':>7} "
-            f"{'img/s':>6}")
+            f"{'img/s':>6} {'img/CPU-s':>9}")
   print(header)
   print("-" * len(header))
   for r in rows:
@@ -135,10 +138,12 @@ def _print_table(rows):
           f"{r['parameters'] / 1e6:>7.2f}M {r['steps']:>5} {r['start']:>7.3f} "
           f"{r['min']:>7.3f} {r['end']:>7.3f} {r['rise_after_step_10']:>7.3f} "
           f"{r['max_gradient_norm']:>8.2f} {r['skipped']:>4} "
-          f"{r['peak_rss_gb']:>7.1f} {r['images_per_second']:>6.2f}")
+          f"{r['peak_rss_gb']:>7.1f} {r['images_per_second']:>6.2f} "
+          f"{r['images_per_cpu_second']:>9.2f}")
   print("\nrise>10: highest bpd after step 10 minus bpd at step 10 (a "
         "diverging run makes it large); max|g|: gradient norm, bits/dim "
-        "units.")
+        "units; img/s and img/CPU-s: training steps after the first, per "
+        "second and per CPU-second of the process.")
 
 
 def main(argv):

@@ -8,8 +8,8 @@ their variants (LU 1x1 convs, bfloat16 coupling networks, XLA), and
 of each tfglv model. Every model is trained by the same compiled step
 (`harness.make_train_step`: by default tfglv's own `TrainStep` with the
 trainer's AdamW, see --step and --optimizer) in this process; steps are
-interleaved round by round and warm-up is excluded, so the printed ratios
-hold whatever the machine's load.
+interleaved round by round and warm-up is excluded, and the ratios are of
+CPU-seconds per step, so they hold whatever the machine's load.
 """
 
 from absl import app
@@ -68,11 +68,11 @@ def run_size(size):
       models[name] = peer
   times = harness.time_interleaved(steps, images, FLAGS.rounds,
                                    FLAGS.steps_per_round)
-  median = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+  median = {k: harness.median_timing(v) for k, v in times.items()}
   rows = []
   for name in steps:
     peer = peers.get(name.split("_")[0])
-    ratio = (f"{median[peer] / median[name]:.2f}x"
+    ratio = (f"{median[peer].cpu / median[name].cpu:.2f}x"
              if peer and not name.startswith("tfp") else "")
     detail = ""
     if name.startswith("tfp"):
@@ -80,16 +80,17 @@ def run_size(size):
       detail = (f"{model.num_steps_per_block} steps/block, "
                 f"width {model.hidden}")
     rows.append((f"{name}", f"{params[name] / 1e6:.2f}M",
-                 f"{median[name]:.3f}",
-                 " ".join(f"{t:.2f}" for t in times[name]),
-                 f"{FLAGS.batch_size / median[name]:.1f}", ratio, detail))
+                 f"{median[name].wall:.3f}",
+                 " ".join(f"{t.wall:.2f}" for t in times[name]),
+                 *harness.speed_cells(FLAGS.batch_size, median[name]),
+                 ratio, detail))
   harness.print_table(
       f"Training step, size {size!r}, batch {FLAGS.batch_size}, "
       f"{FLAGS.rounds}x{FLAGS.steps_per_round} timed steps per model, "
       f"{FLAGS.step} step, {FLAGS.optimizer} AdamW; "
       f"{harness.load_average()}",
-      ("model", "params", "s/step (median)", "s/step per round", "images/s",
-       "vs matched tfp Glow", "peer"), rows)
+      ("model", "params", "s/step (median)", "s/step per round",
+       *harness.SPEED_COLUMNS, "vs matched tfp Glow (CPU-s)", "peer"), rows)
 
 
 def main(argv):

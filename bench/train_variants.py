@@ -1,16 +1,25 @@
-r"""Trains glvae, glow and glvae_prior_only for equal wall time; prints bpd.
+r"""Trains the model variants for equal wall time; prints bpd.
 
-The three variants share one refined-Glow flow (same levels, steps and
-channels); glvae and glvae_prior_only add the encoder and the flow prior.
-Each trains on the same images for the same number of seconds, counted from
-the end of its first (traced) step, then is evaluated on the whole test
-split with k posterior samples. By default the variants train at the same
-time, one process each, so that whatever else loads the machine slows them
-alike; --noparallel trains them one after another.
+glvae, glow and glvae_prior_only share one refined-Glow flow (same levels,
+steps and channels); glvae and glvae_prior_only add the encoder and the flow
+prior. glow_original is Glow's own flow at the same width (48; 3 levels of
+5 steps, 341k parameters against glow's 309k at 32x32x3). Each row trains
+on the same images for the same number of seconds, counted from the end of
+its first (traced) step, then is evaluated on the whole test split with k
+posterior samples. By default the rows train at the same time, one process
+each, so that whatever else loads the machine slows them alike;
+--noparallel trains them one after another. The default rows are the four
+variants and glvae with variational dequantization.
+
+A row of --models is a variant, optionally with config overrides of its
+own: `<variant>[:<field>=<value>]...` (applied after --set, which every row
+takes; a row's values cannot hold commas, --models being a list).
 
   python -m bench.train_variants --npz=my_images.npz --minutes_per_model=15
   python -m bench.train_variants --noparallel --models=glvae,glow \
       --minutes_per_model=1
+  python -m bench.train_variants \
+      --models=glow,glow_original,glvae:model.dequantization=variational
 
 --npz is any .npz of uint8 images `x_train`, `x_test` [N, H, W, C] (square,
 a side divisible by 4, any channel count; the model takes their size).
@@ -23,12 +32,14 @@ deleted. Each run checkpoints every 500 steps and at the end, and is
 resumable with `python -m train.main --workdir=<root>/<model>`.
 
 The paper's ordering (CIFAR-10, full scale) is
-glvae < glvae_prior_only <= glow in bits/dim.
+glvae < glvae_prior_only <= glow < glow_original in bits/dim (3.27, 3.31,
+3.33, 3.35).
 """
 
 import gc
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -51,7 +62,13 @@ flags.DEFINE_string("npz", None,
                     f"default: the CIFAR-10 subset (${cifar_subset.ENV}, else "
                     f"{cifar_subset.DEFAULT}) if present, else the embedded "
                     "synthetic data at 32x32.")
-flags.DEFINE_list("models", list(configs.MODEL_VARIANTS), "Variants to train.")
+# Every variant, and glvae with variational dequantization (issue 13).
+DEFAULT_ROWS = list(configs.MODEL_VARIANTS) + [
+    "glvae:model.dequantization=variational"]
+flags.DEFINE_list("models", DEFAULT_ROWS,
+                  "Rows to train: a variant, optionally with overrides of "
+                  "its own, <variant>[:<field>=<value>]..., e.g. "
+                  "glvae:model.dequantization=variational.")
 flags.DEFINE_float("minutes_per_model", 6.0, "Training wall time per model.")
 flags.DEFINE_integer("batch_size", 32, "Global batch.")
 flags.DEFINE_integer("eval_posterior_samples", 5, "k of the test bpd.")
@@ -75,7 +92,33 @@ BENCH_MODEL = {
     "model.prior.num_steps": "2", "model.prior.hidden_units": "64",
     "model.decoder.num_steps": "[1, [2, 2], 2]",
     "model.decoder.hidden_channels": "[16, 48, 48]",
+    "model.glow_original.num_levels": "3",
+    "model.glow_original.num_steps": "5",
+    "model.glow_original.hidden_channels": "48",
 }
+
+
+def parse_row(spec: str):
+  """`<variant>[:<field>=<value>]...` -> (variant, {field: value})."""
+  variant, *assignments = spec.strip().split(":")
+  if variant not in configs.MODEL_VARIANTS:
+    raise ValueError(
+        f"--models row {spec!r}: unknown variant {variant!r}; a row is "
+        f"<variant>[:<field>=<value>]... with a variant of "
+        f"{', '.join(configs.MODEL_VARIANTS)}.")
+  overrides = {}
+  for assignment in assignments:
+    field, separator, value = assignment.partition("=")
+    if not separator or not field.strip():
+      raise ValueError(f"--models row {spec!r}: expected <field>=<value> "
+                       f"after each ':'; got {assignment!r}.")
+    overrides[field.strip()] = value.strip()
+  return variant, overrides
+
+
+def row_directory(spec: str) -> str:
+  """A file name for the row's run, log and result."""
+  return re.sub(r"[^\w.=-]+", "_", spec.strip())
 
 
 def data_settings(npz: str):
@@ -87,26 +130,39 @@ def data_settings(npz: str):
   levels = 3 if height % 8 == 0 and height >= 16 else 2
   return {"data.dataset": "npz", "data.path": os.path.abspath(npz),
           "model.image_size": str(height), "model.channels": str(channels),
-          "model.encoder.channels": str([16] * levels)}
+          "model.encoder.channels": str([16] * levels),
+          # Glow halves the image once per level (the refined flow: twice).
+          "model.glow_original.num_levels": str(levels)}
 
 
-def bench_config(model: str) -> configs.Config:
+def bench_config(spec: str, npz: str = "", augmentation: str = "cifar",
+                 batch_size: int = 32, eval_posterior_samples: int = 5,
+                 sets=()) -> configs.Config:
+  """The config of row `spec`: the bench model, the data of `npz` (""
+  for the synthetic set), the `sets` of every row, then the row's own."""
+  variant, row_overrides = parse_row(spec)
   values = dict(BENCH_MODEL)
-  values.update(data_settings(FLAGS.npz))
+  values.update(data_settings(npz))
   values.update({
-      "data.augmentation": FLAGS.augmentation,
+      "data.augmentation": augmentation,
       "train.strategy": "one_device",
-      "train.batch_size": str(FLAGS.batch_size), "train.num_steps": "1000000",
+      "train.batch_size": str(batch_size), "train.num_steps": "1000000",
       "train.warmup_steps": "50", "train.learning_rate": "1e-3",
       "train.weight_decay": "1e-6", "train.log_every": "100",
       "train.checkpoint_every": "500", "train.eval_every": "1000000",
       "train.sample_every": "1000000", "train.eval_batches": "0",
-      "train.eval_posterior_samples": str(FLAGS.eval_posterior_samples),
+      "train.eval_posterior_samples": str(eval_posterior_samples),
   })
-  for assignment in FLAGS.set:
+  for assignment in sets:
     field, _, value = assignment.partition("=")
     values[field] = value
-  return configs.override(configs.get("tiny", variant=model), values)
+  values.update(row_overrides)
+  return configs.override(configs.get("tiny", variant=variant), values)
+
+
+def flags_config(spec: str) -> configs.Config:
+  return bench_config(spec, FLAGS.npz, FLAGS.augmentation, FLAGS.batch_size,
+                      FLAGS.eval_posterior_samples, FLAGS.set)
 
 
 def format_table(rows) -> str:
@@ -123,9 +179,9 @@ def format_table(rows) -> str:
 
 
 def train_one(model: str):
-  """Trains and evaluates one variant; returns its table row."""
-  config = bench_config(model)
-  workdir = os.path.join(FLAGS.workdir_root, model)
+  """Trains and evaluates one row; returns its table row."""
+  config = flags_config(model)
+  workdir = os.path.join(FLAGS.workdir_root, row_directory(model))
   started = time.time()
   summary = training.Trainer(config, workdir).run(
       max_train_seconds=60 * FLAGS.minutes_per_model)
@@ -144,10 +200,10 @@ def train_one(model: str):
 
 
 def train_in_processes(models):
-  """One child process per model, all at once; returns their rows."""
+  """One child process per row, all at once; returns their rows."""
   children = []
   for model in models:
-    result = os.path.join(FLAGS.workdir_root, f"{model}.json")
+    result = os.path.join(FLAGS.workdir_root, f"{row_directory(model)}.json")
     args = [sys.executable, "-m", "bench.train_variants", f"--models={model}",
             f"--result_json={result}", "--noparallel",
             f"--npz={FLAGS.npz}", f"--augmentation={FLAGS.augmentation}",
@@ -156,7 +212,8 @@ def train_in_processes(models):
             f"--eval_posterior_samples={FLAGS.eval_posterior_samples}",
             f"--workdir_root={FLAGS.workdir_root}"]
     args += [f"--set={value}" for value in FLAGS.set]
-    log = open(os.path.join(FLAGS.workdir_root, f"{model}.log"), "w")
+    log = open(os.path.join(FLAGS.workdir_root,
+                            f"{row_directory(model)}.log"), "w")
     children.append((model, result, log, subprocess.Popen(
         args, stdout=log, stderr=subprocess.STDOUT, cwd=_REPO)))
   rows = []
@@ -178,6 +235,14 @@ def main(argv):
     raise app.UsageError(
         f"--npz {FLAGS.npz} not found: pass the .npz of uint8 x_train, "
         "x_test, or leave --npz out for the embedded synthetic data.")
+  names = [row_directory(model) for model in FLAGS.models]
+  if len(set(names)) < len(names):
+    raise app.UsageError(f"--models lists a row twice: {FLAGS.models}.")
+  for model in FLAGS.models:  # Every row's config, before any trains.
+    try:
+      flags_config(model)
+    except ValueError as e:
+      raise app.UsageError(str(e)) from None
   if FLAGS.result_json:  # A child of train_in_processes.
     row = train_one(FLAGS.models[0])
     with open(FLAGS.result_json, "w") as f:

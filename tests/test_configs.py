@@ -48,7 +48,8 @@ def test_overrides_parse_types():
 @pytest.mark.parametrize("call,message", [
     (lambda: configs.get("mnist"), "Unknown config name 'mnist'; allowed: tiny"),
     (lambda: configs.get("tiny", model="vae"),
-     "Unknown model variant 'vae'; allowed: glvae, glow, glvae_prior_only"),
+     "Unknown model variant 'vae'; allowed: glvae, glow, glvae_prior_only, "
+     "glow_original"),
     (lambda: configs.override(configs.get("tiny"), {"train.bogus": "1"}),
      "Unknown config field 'train.bogus'; allowed: .*train.batch_size"),
     (lambda: configs.override(configs.get("tiny"), {"train.batch_size": "x"}),

@@ -1,6 +1,5 @@
 """Tests of tfglv.diagnostics against hand-computed cases."""
 
-import dataclasses
 import math
 
 import numpy as np
@@ -96,18 +95,26 @@ def test_no_global_code_is_not_a_collapse():
   assert not diagnostics.is_near_collapse(summary)
 
 
-def test_the_warning_names_the_knobs_as_coming_until_they_exist(monkeypatch):
+def test_the_warning_offers_the_knobs_as_valid_set_flags():
   summary = diagnostics.summarize(np.zeros((4, 2)), np.zeros((4, 2)), 0.0,
                                   784)
-  fields = {"free_bits", "kl_warmup_steps"} & {
-      field.name for field in dataclasses.fields(configs.TrainConfig)}
   warning = diagnostics.collapse_warning(summary)
-  assert ("coming" in warning) == (len(fields) < 2)
-  # Knobs that exist are offered as settings.
+  for name, (_, value) in diagnostics.COLLAPSE_KNOBS.items():
+    flag = f"--set train.{name}={value}"
+    assert flag in warning
+    # Each flag, as the warning writes it, is a valid setting of a run.
+    config = configs.override(configs.get("tiny"), [flag[len("--set "):]
+                                                    .split("=")])
+    configs.validate(config)
+    assert getattr(config.train, name) != getattr(configs.TrainConfig(), name)
+  assert "python -m train.main" in warning and "When z collapses" in warning
+
+
+def test_a_knob_that_is_no_train_field_is_a_bug(monkeypatch):
   monkeypatch.setattr(diagnostics, "COLLAPSE_KNOBS",
-                      {"seed": "a", "num_steps": "b"})
-  assert "try train.seed (a) or train.num_steps (b)" in (
-      diagnostics.collapse_warning(summary))
+                      {"free_bitz": ("a typo", "1")})
+  with pytest.raises(ValueError, match=r"no train field \['free_bitz'\]"):
+    diagnostics.knobs_text()
 
 
 def test_bad_moments_are_rejected():

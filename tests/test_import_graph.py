@@ -21,11 +21,13 @@ LAYERS below is the whole table, bottom first:
   6      encoder     tfglv.encoder
   6      prior       tfglv.prior
   7      model       tfglv.model and the model-level modules it imports
-                     (tfglv.quantization, tfglv.latents, tfglv.objective,
-                     tfglv.latent_gaussian, tfglv.diagnostics;
+                     (tfglv.decoders, tfglv.quantization, tfglv.latents,
+                     tfglv.objective, tfglv.latent_gaussian, tfglv.diagnostics;
                      tfglv.compiled, tfglv.keras_fit, tfglv.keras_saving,
                      and tfglv.update_step, the update
-                     that keras_fit and tfglv.training share),
+                     that keras_fit and tfglv.training share, with
+                     tfglv.kl_budget and tfglv.loss_scale;
+                     tfglv.dequantization),
                      and the package itself (tfglv/__init__.py re-exports
                      the model)
   8      rundir      tfglv.rundir
@@ -68,11 +70,13 @@ LAYERS = (
     (6, "encoder", ("tfglv.encoder",)),
     (6, "prior", ("tfglv.prior",)),
     (7, "model", ("tfglv", "tfglv.model", "tfglv.global_code",
+                  "tfglv.decoders",
                   "tfglv.quantization", "tfglv.diagnostics",
                   "tfglv.latents", "tfglv.objective",
                   "tfglv.latent_gaussian", "tfglv.compiled",
                   "tfglv.keras_fit", "tfglv.keras_saving",
-                  "tfglv.update_step")),
+                  "tfglv.update_step", "tfglv.dequantization",
+                  "tfglv.kl_budget", "tfglv.loss_scale")),
     (8, "rundir", ("tfglv.rundir",)),
     (9, "training", ("tfglv.training",)),
     (9, "evaluation", ("tfglv.evaluation",)),

@@ -36,7 +36,15 @@ def _perturbed_model(model_name, stddev=0.03, cached=False):
 
 
 def _expected_trainable_variables(config):
-  """Counted from the architecture of DESIGN sections 2-4, independently."""
+  """Counted from the architecture of DESIGN sections 2-4 (Glow's for
+  "glow_original"), independently."""
+  if config.model.variant == "glow_original":
+    glow = config.model.glow_original
+    # ActNorm, a full 1x1 kernel, the coupling network: conv_in, two
+    # ActNorms, conv_hidden, conv_out (direction, length, bias).
+    step = 2 + 1 + (1 + 2 + 1 + 2 + 3)
+    # Each level's prior convolution: kernel, bias, log_scale.
+    return glow.num_levels * (glow.num_steps * step + 3)
   conditional = config.model.variant == "glvae"
   # conv_in, conv_hidden, weight-normalised conv_out (direction, length,
   # bias), and Dense(z) (kernel, bias) when conditional.
@@ -63,11 +71,24 @@ def _expected_trainable_variables(config):
   return count
 
 
-@pytest.mark.parametrize("model_name", tfglv.configs.MODEL_VARIANTS)
-def test_exact_trainable_variable_count_and_every_variable_trains(model_name):
-  config = tfglv.configs.get("tiny", model=model_name)
+def _dequantizer_variables(config):
+  """Two feature convs (kernel, bias), each coupling's network (conv_in,
+  conv_hidden, weight-normalised conv_out: direction, length, bias)."""
+  if config.model.dequantization == "uniform":
+    return 0
+  return 2 * 2 + config.model.dequantizer.num_steps * 5
+
+
+@pytest.mark.parametrize("model_name,dequantization", [
+    *((name, "uniform") for name in tfglv.configs.MODEL_VARIANTS),
+    ("glvae", "variational"), ("glow", "variational")])
+def test_exact_trainable_variable_count_and_every_variable_trains(
+    model_name, dequantization):
+  config = tfglv.configs.get("tiny", model=model_name,
+                             model__dequantization=dequantization)
   model = tfglv.build_model(config)
-  assert len(model.trainable_variables) == _expected_trainable_variables(config)
+  assert len(model.trainable_variables) == (
+      _expected_trainable_variables(config) + _dequantizer_variables(config))
   images = _images(config, 16)
   assert model.initialize(images)
   # Zero-initialised last layers give zero gradients to the layers before
@@ -95,6 +116,37 @@ def test_cifar10_parameter_counts_equal_the_authors(model_name, target):
   assert count == target
 
 
+def _glow_cifar10_parameters(levels=3, steps=32, hidden=512, channels=3):
+  """Glow's CIFAR-10 model counted by hand, layer by layer (its code:
+  openai/glow model.py, tfops.py), minus what only ever meets zeros."""
+  count, c = 0, channels
+  for level in range(levels):
+    c *= 4
+    half = c // 2
+    step = (2 * c + c * c  # ActNorm, 1x1 conv
+            + 9 * (half + 1) * hidden + 2 * hidden  # 3x3 (+ edge), ActNorm
+            + hidden * hidden + 2 * hidden  # 1x1, ActNorm
+            + 9 * (hidden + 1) * c + 2 * c)  # 3x3 (+ edge) to [shift, u]
+    count += steps * step
+    if level < levels - 1:  # split2d: 3x3 (+ edge), bias, log-scale
+      count += 9 * (half + 1) * c + 2 * c
+      c = half
+  # learntop: conv2d_zeros of zeros; only its edge channel, bias and
+  # log-scale ever see a non-zero input (Glow's count adds 9 * 2c * 2c).
+  return count + 9 * 1 * 2 * c + 2 * 2 * c
+
+
+def test_cifar10_glow_original_parameter_count_is_glows():
+  model = tfglv.build_model(tfglv.configs.get("cifar10",
+                                              model="glow_original"))
+  count = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+  assert count == _glow_cifar10_parameters() == 44_520_660
+  # With learntop's 82,944 weights that only multiply zeros, Glow's own
+  # code counts 44,603,604. The paper's Table 6 says 46.2M for Glow: no
+  # part of Glow's CIFAR-10 model (3 levels of 32 steps, width 512) makes
+  # up the 1.6M difference; 33 steps per level would (45,994,728).
+
+
 @pytest.mark.parametrize("model_name", tfglv.configs.MODEL_VARIANTS)
 def test_objective_terms(model_name):
   model = _perturbed_model(model_name, stddev=0.02)
@@ -106,7 +158,7 @@ def test_objective_terms(model_name):
                              (out["nll"] + out["kl"]).numpy(), rtol=1e-5)
   # Jensen: the importance-weighted bound is never looser than the ELBO.
   assert np.all(out["iw_loss"].numpy() <= out["loss"].numpy() + 1e-5)
-  if model_name == "glow":
+  if model.latent_dim == 0:  # "glow", "glow_original": exact
     np.testing.assert_array_equal(out["kl"].numpy(), 0.0)
   else:
     assert np.all(out["iw_loss"].numpy() < out["loss"].numpy())
@@ -153,7 +205,9 @@ def test_encode_decode_exact_and_sample(model_name):
   config = model.config
   images = _images(config)
   z, _, v = model.encode(images)
-  assert z.shape == (8, 0 if model_name == "glow" else config.latent_dim)
+  assert z.shape == (8, model.latent_dim)
+  assert model.latent_dim == (0 if model.encoder is None else
+                              config.latent_dim)
   assert v.shape == (8, *config.image_shape) and v.dtype == tf.float32
   np.testing.assert_array_equal(model.decode(z, tf.identity(v)).numpy(),
                                 images.numpy())
@@ -171,7 +225,7 @@ def test_samples_are_decoded_latents_from_seeded_noise(model_name):
                                         config.image_shape)
   z, v = model.latents_from_noise(z_noise, v_noise, 0.7)
   np.testing.assert_array_equal(v.numpy(), 0.7 * v_noise.numpy())
-  if model_name == "glow":
+  if model.latent_dim == 0:  # "glow", "glow_original"
     assert z.shape == (5, 0)
   else:  # z = g^-1(z_noise): the prior flow takes it back to the noise.
     np.testing.assert_allclose(
@@ -356,9 +410,11 @@ def test_any_channel_count_round_trips_and_trains(model_name, channels):
     pytest.param("lsun128", marks=pytest.mark.slow),
     pytest.param("celebahq256", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("channels", [1, 4])
-def test_named_configs_build_for_any_channel_count(name, channels):
+@pytest.mark.parametrize("variant", [
+    "glow", pytest.param("glow_original", marks=pytest.mark.slow)])
+def test_named_configs_build_for_any_channel_count(name, channels, variant):
   model = tfglv.build_model(
-      tfglv.configs.get(name, channels=channels, variant="glow").model)
+      tfglv.configs.get(name, channels=channels, variant=variant).model)
   images = _images(model.config, 1, seed=5)
   model.initialize(images)
   _, _, v = model.encode(images)

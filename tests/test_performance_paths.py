@@ -1,13 +1,13 @@
 """Correctness of the fast paths that bench/ measures (never their speed).
 
-* bfloat16 coupling networks (`decoder.compute_dtype="bfloat16"`), a
-  training speed-up: the networks run in bfloat16 on float32 master
-  weights. A whole bfloat16 model does not round-trip exactly: in a chain
+* bfloat16 and float16 coupling networks (`decoder.compute_dtype`), a
+  training speed-up: the networks run in 16 bits on float32 master
+  weights. A whole 16-bit model does not round-trip exactly: in a chain
   the inverse rebuilds each coupling's conditioning channels only to
-  float32 accuracy, and a 1e-7 difference can flip a bfloat16 rounding
-  (2^-8 relative) of the network input. So the weights of a bfloat16-trained
-  model decode in a float32 model, which must round-trip exactly at every
-  batch size.
+  float32 accuracy, and a 1e-7 difference can flip a bfloat16 (2^-8
+  relative) or float16 (2^-11) rounding of the network input. So the
+  weights of a 16-bit-trained model decode in a float32 model, which must
+  round-trip exactly at every batch size.
 * LU 1x1 convolutions (`decoder.conv1x1="lu"`), the faster training
   parameterisation: exact round trips, and the same log-likelihood as the
   full matrix W = P L U it parameterises.
@@ -43,47 +43,48 @@ def _model(compute_dtype="float32", conv1x1="full", model="glvae"):
   return built, config
 
 
-@pytest.fixture(scope="module")
-def bf16_model():
-  return _model(compute_dtype="bfloat16")
+@pytest.fixture(scope="module", params=["bfloat16", "float16"])
+def half_model(request):
+  """A model whose coupling networks compute in a 16-bit float."""
+  return _model(compute_dtype=request.param)
 
 
 @pytest.fixture(scope="module")
-def float32_copy(bf16_model):
-  model, _ = bf16_model
+def float32_copy(half_model):
+  model, _ = half_model
   copy, _ = _model()
   copy.set_weights(model.get_weights())
   return copy
 
 
 @pytest.mark.parametrize("batch_size", [1, 3, 16])
-def test_bfloat16_weights_decode_exactly_in_float32(bf16_model, float32_copy,
-                                                    batch_size):
-  _, config = bf16_model
+def test_half_precision_weights_decode_exactly_in_float32(
+    half_model, float32_copy, batch_size):
+  _, config = half_model
   images = _images(config, batch_size, seed=batch_size)
   z, _, v = float32_copy.encode(images)
   decoded = float32_copy.decode(tf.identity(z), tf.identity(v))
   np.testing.assert_array_equal(decoded.numpy(), images.numpy())
 
 
-def test_bfloat16_networks_compute_in_bfloat16(bf16_model):
-  model, _ = bf16_model
+def test_half_precision_networks_compute_in_their_dtype(half_model):
+  model, config = half_model
   step = model.decoder.level_steps[1][0][0]
   network = step.coupling_continuous_up.network
-  assert network.compute_dtype == "bfloat16"
+  assert network.compute_dtype == config.model.decoder.compute_dtype
   assert network.conv_hidden.kernel.dtype == "float32"  # master weights
 
 
-def test_bfloat16_losses_close_to_float32(bf16_model, float32_copy):
-  model, config = bf16_model
+def test_half_precision_losses_close_to_float32(half_model, float32_copy):
+  model, config = half_model
   reference = float32_copy
   images = _images(config, 4)
-  bf16 = model.compute_losses(images, seed=5)["loss"].numpy()
+  half = model.compute_losses(images, seed=5)["loss"].numpy()
   f32 = reference.compute_losses(images, seed=5)["loss"].numpy()
-  assert bf16.dtype == np.float32
-  # bfloat16 keeps 8 bits of mantissa in the networks only.
-  np.testing.assert_allclose(bf16, f32, rtol=2e-2)
-  assert not np.array_equal(bf16, f32)
+  assert half.dtype == np.float32
+  # bfloat16 keeps 8 bits of mantissa, float16 11, in the networks only.
+  np.testing.assert_allclose(half, f32, rtol=2e-2)
+  assert not np.array_equal(half, f32)
 
 
 def test_lu_round_trip_and_likelihood_match_full():

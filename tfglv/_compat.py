@@ -117,7 +117,8 @@ def graph_rewrites_off(*rewrites: str):
   """Functions first run inside are optimised without Grappler `rewrites`.
 
   `rewrites` are fields of TF's RewriterConfig ("remapping",
-  "arithmetic_optimization", ...). TF optimises each function's graph the
+  "arithmetic_optimization", ...), or "meta_optimizer" for Grappler as a
+  whole (`disable_meta_optimizer`). TF optimises each function's graph the
   first time it runs, with the config of the thread's function call
   options; this sets them, for this thread only, to the current config with
   those rewrites off, and restores them after.
@@ -137,9 +138,12 @@ def graph_rewrites_off(*rewrites: str):
   if key not in _REWRITES_OFF_OPTIONS:
     config = config_pb2.ConfigProto()
     config.ParseFromString(current.config_proto_serialized or b"")
+    options = config.graph_options.rewrite_options
     for rewrite in rewrites:
-      setattr(config.graph_options.rewrite_options, rewrite,
-              rewriter_config_pb2.RewriterConfig.OFF)
+      if rewrite == "meta_optimizer":
+        options.disable_meta_optimizer = True
+      else:
+        setattr(options, rewrite, rewriter_config_pb2.RewriterConfig.OFF)
     _REWRITES_OFF_OPTIONS[key] = context.FunctionCallOptions(
         executor_type=current.executor_type, config_proto=config)
   runtime.function_call_options = _REWRITES_OFF_OPTIONS[key]

@@ -39,9 +39,13 @@ from tfglv import configs
 ACTIVE_UNIT_THRESHOLD = 0.01
 # Below this many bits per image z can tell apart at most 2**8 images.
 NEAR_COLLAPSE_KL_BITS = 8.0
-# The training knobs against collapse (issue 13, item 3), by config field.
-COLLAPSE_KNOBS = {"free_bits": "free bits per z dimension",
-                  "kl_warmup_steps": "KL warm-up over N steps"}
+# The training knobs against collapse (`tfglv.kl_budget`): train.* field ->
+# (what it is, an example value for the warning's `--set`).
+COLLAPSE_KNOBS = {
+    "free_bits": ("free bits, in bits per z dimension", "0.5"),
+    "kl_warmup_steps": ("a KL warm-up: its weight ramps from 0 to 1 over N "
+                        "steps", "2000"),
+}
 _LOG_2_PI = math.log(2.0 * math.pi)
 # Images whose z draws are scored against all N posteriors at once.
 _BLOCK = 256
@@ -176,12 +180,19 @@ def is_near_collapse(summary: Dict) -> bool:
           summary["kl_bits_per_image"] < NEAR_COLLAPSE_KL_BITS)
 
 
-def _knobs_text() -> str:
+def knobs_text() -> str:
+  """The knobs against collapse, as `python -m train.main` flags."""
   fields = {field.name for field in dataclasses.fields(configs.TrainConfig)}
-  named = [f"train.{name} ({what})" for name, what in COLLAPSE_KNOBS.items()]
-  if all(name in fields for name in COLLAPSE_KNOBS):
-    return f"try {' or '.join(named)}"
-  return f"knobs against it are coming: {' and '.join(named)}"
+  missing = set(COLLAPSE_KNOBS) - fields
+  if missing:
+    raise ValueError(f"COLLAPSE_KNOBS names no train field {sorted(missing)}.")
+  flags = [f"--set train.{name}={value}"
+           for name, (_, value) in COLLAPSE_KNOBS.items()]
+  named = [f"{what} ({flag})"
+           for (what, _), flag in zip(COLLAPSE_KNOBS.values(), flags)]
+  return (f"train with {' or '.join(named)}, e.g. python -m train.main "
+          f"--workdir=NEW_DIR <your flags> {flags[0]}; the reported bits/dim "
+          f"stay the true bound (README, \"When z collapses\")")
 
 
 def collapse_warning(summary: Dict, where: str = "") -> Optional[str]:
@@ -193,4 +204,4 @@ def collapse_warning(summary: Dict, where: str = "") -> Optional[str]:
   return (f"WARNING: the global code z is near collapse{where}: "
           f"{format_summary(summary)}. z then carries at most a few bits "
           f"about each image, so switches, z-interpolations and z probes "
-          f"show little; {_knobs_text()}.")
+          f"show little; {knobs_text()}.")

@@ -5,6 +5,7 @@ its global code: whether there is a z, and how z reaches the local code v.
 
     variant             global code          z reaches v through
     "glow"              NoGlobalCode         (no z; the bound is exact)
+    "glow_original"     NoGlobalCode         (no z; Glow's own flow)
     "glvae"             ConditioningCode     every coupling of the flow
     "glvae_prior_only"  GaussianCode         the mean and scale of N(v)
 
@@ -15,7 +16,7 @@ math that differs between variants. It is not a layer and holds no state.
 
     code = global_code.make(model_config)   # builds the encoder and prior
     model.encoder, model.prior = code.encoder, code.prior
-    model.decoder = MultiScaleFlowLayer(..., condition_dim=code.condition_dim)
+    model.decoder = decoders.build(model_config, code.condition_dim)
     model.latent_gaussian = code.attach(model.decoder)
 """
 
@@ -31,7 +32,7 @@ from tfglv.flows import base
 
 
 class NoGlobalCode:
-  """"glow": no z. The flow maps x to v unconditionally."""
+  """"glow", "glow_original": no z. The flow maps x to v unconditionally."""
 
   latent_dim = 0
   condition_dim = 0
@@ -71,7 +72,8 @@ class NoGlobalCode:
 
   # ------------------------------------------------------------ objective
   def nll_and_kl(self, flow, x, seed, training, num_samples, options):
-    """[k, N] -log p(x|z) and log q(z|x) - log p(z), in nats.
+    """[k, N] -log p(x|z), and log q(z|x) - log p(z) as [k, N, d_z + 1]
+    terms that sum to it (`_sample_z`), in nats.
 
     `flow` is the decoder's flow bijector; `options` the bijector options
     (`initializing`, `cached`) of this pass.
@@ -79,7 +81,7 @@ class NoGlobalCode:
     del seed, training, num_samples, options
     v, log_det = flow.forward_and_log_det(x)
     nll = -(prior_lib.standard_normal_log_prob(v) + log_det)
-    return nll[None], tf.zeros_like(nll)[None]
+    return nll[None], tf.zeros_like(nll)[None, :, None]
 
   # ---------------------------------------------------------------- init
   @property
@@ -121,20 +123,24 @@ class ConditioningCode(NoGlobalCode):
     return self.prior.make_bijector(cached=cached).inverse(z_noise)
 
   def _sample_z(self, x, seed, training, num_samples, options):
-    """z ~ q(z|x), flattened [k * N, d_z], and [k, N] log q(z|x) - log p(z)."""
+    """z ~ q(z|x), flattened [k * N, d_z], and log q(z|x) - log p(z) split
+    exactly into [k, N, d_z + 1] terms: log q_d(z_d|x) - log N(z_d; 0, 1)
+    per dimension d, then log N(z; 0, I) - log p(z) (`tfglv.kl_budget`)."""
     batch = tf.shape(x)[0]
     mean, log_variance = self.posterior(x, training=training,
                                         cached=options["cached"])
     epsilon = tf.random.stateless_normal(
         tf.stack([num_samples, batch, self.latent_dim]), seed)
     z = mean[None] + tf.exp(0.5 * log_variance)[None] * epsilon
-    log_q = -0.5 * tf.reduce_sum(
-        log_variance[None] + tf.square(epsilon) + math.log(2 * math.pi),
-        axis=-1)
+    per_dimension = 0.5 * (tf.square(z) - tf.square(epsilon) -
+                           log_variance[None])
+    log_normal = -0.5 * tf.reduce_sum(
+        tf.square(z) + math.log(2 * math.pi), axis=-1)
     z_flat = tf.reshape(z, [-1, self.latent_dim])
     log_p_z = tf.reshape(self.prior.log_prob(z_flat, **options),
                          [num_samples, batch])
-    return z_flat, log_q - log_p_z
+    rest = (log_normal - log_p_z)[..., None]
+    return z_flat, tf.concat([per_dimension, rest], axis=-1)
 
   def _log_px(self, flow, x, z_flat, num_samples):
     """[k * N] log p(x|z) for the k posterior samples of each image."""
@@ -196,6 +202,7 @@ class GaussianCode(ConditioningCode):
 
 _CODES = {
     "glow": NoGlobalCode,
+    "glow_original": NoGlobalCode,
     "glvae": ConditioningCode,
     "glvae_prior_only": GaussianCode,
 }

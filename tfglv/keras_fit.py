@@ -56,6 +56,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfglv import compiled
+from tfglv import kl_budget
+from tfglv import loss_scale
 from tfglv import quantization
 from tfglv import update_step
 
@@ -74,6 +76,8 @@ class FitSettings(NamedTuple):
   num_posterior_samples: int = 1
   eval_posterior_samples: int = 1
   grad_clip_norm: float = 0.0
+  # train.free_bits, free_bits_groups, kl_warmup_steps.
+  knobs: kl_budget.KLBudget = kl_budget.KLBudget()
 
 
 def _check_settings(settings: FitSettings):
@@ -112,8 +116,9 @@ class _FitState:
   not follow it, so compiling adds nothing to what the model saves.
   """
 
-  def __init__(self, settings: FitSettings, strategy):
+  def __init__(self, settings: FitSettings, strategy, budget=None):
     self.settings = settings
+    self.kl_budget = budget  # `kl_budget.make`'s; None: plain ELBO.
     with strategy.scope():
       self.trackers = {name: keras.metrics.Mean(name=name)
                        for name, _ in _ELBO_METRICS}
@@ -180,7 +185,8 @@ class FitMixin:
   def compile(self, optimizer="adam", loss=None, metrics=None, *,
               seed: int = 0, num_posterior_samples: int = 1,
               eval_posterior_samples: int = 1, grad_clip_norm: float = 0.0,
-              jit_compile=False, **kwargs):
+              free_bits: float = 0.0, free_bits_groups: int = 1,
+              kl_warmup_steps: int = 0, jit_compile=False, **kwargs):
     """Keras's `compile`, without a loss: fit minimises the negative ELBO.
 
     Args:
@@ -191,6 +197,9 @@ class FitMixin:
       seed, num_posterior_samples, grad_clip_norm: as `train.seed`,
         `train.num_posterior_samples` and `train.grad_clip_norm`.
       eval_posterior_samples: k of the bound `evaluate` reports.
+      free_bits, free_bits_groups, kl_warmup_steps: as `train.*`, the
+        knobs against collapse (`tfglv.kl_budget`; 0, 1, 0: off); the
+        reported loss stays the negative ELBO.
       jit_compile: XLA for the steps (off: not measured for this model).
       **kwargs: Keras's (`steps_per_execution`, `run_eagerly`, ...).
     """
@@ -200,21 +209,30 @@ class FitMixin:
           "GLVAE.compile takes no loss or metrics: fit minimises the negative "
           "ELBO and reports loss, bpd, nll, kl and skipped_steps; pass only "
           "optimizer (and seed, num_posterior_samples, "
-          "eval_posterior_samples, grad_clip_norm).")
-    settings = FitSettings(seed, num_posterior_samples,
-                           eval_posterior_samples, float(grad_clip_norm))
+          "eval_posterior_samples, grad_clip_norm, free_bits, "
+          "free_bits_groups, kl_warmup_steps).")
+    settings = FitSettings(
+        seed, num_posterior_samples, eval_posterior_samples,
+        float(grad_clip_norm),
+        kl_budget.KLBudget(free_bits, free_bits_groups, kl_warmup_steps))
     _check_settings(settings)
+    budget = kl_budget.make(settings.knobs, self.latent_dim, prefix="",
+                            variant=self.variant)
     super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
-    object.__setattr__(self, "_fit_state",
-                       _FitState(settings, self.distribute_strategy))
+    object.__setattr__(self, "_fit_state", _FitState(
+        settings, self.distribute_strategy, budget))
     with self.distribute_strategy.scope():
       # Before the first distributed step, so its slots are mirrored.
       self.optimizer.build(self.trainable_variables)
+    # float16 networks: dynamic loss scale, saved with the optimizer.
+    self._fit_state.loss_scale = loss_scale.for_model(
+        self, self.optimizer, self.distribute_strategy)
 
   def get_compile_config(self):
     config = super().get_compile_config()
     if config and self.__dict__.get("_fit_state") is not None:
-      config.update(self._fit_state.settings._asdict())
+      settings = self._fit_state.settings._asdict()
+      config.update(settings.pop("knobs")._asdict(), **settings)
     return config
 
   def compile_from_config(self, config):
@@ -267,7 +285,9 @@ class FitMixin:
         self, images, self.optimizer.iterations, variables,
         seed=settings.seed, global_batch_size=count,
         clip_norm=settings.grad_clip_norm,
-        num_samples=settings.num_posterior_samples)
+        num_samples=settings.num_posterior_samples,
+        kl_budget=self._fit_state.kl_budget,
+        loss_scale=self._fit_state.loss_scale)
     resum = (context.num_replicas_in_sync > 1 and
              getattr(self.optimizer, "sums_replica_gradients", True))
 
@@ -280,7 +300,8 @@ class FitMixin:
 
     def apply_or_skip(strategy, grads, finite):
       finite = strategy.experimental_local_results(finite)[0]
-      return update_step.apply_or_skip(strategy, finite, apply, (grads,))
+      return update_step.apply_or_skip(strategy, finite, apply, (grads,),
+                                       self._fit_state.loss_scale)
 
     skipped = context.merge_call(apply_or_skip, args=(grads, finite))
     weight = tf.cast(finite, tf.float32)

@@ -4,14 +4,17 @@
     p(z):   a small flow prior
     v = f(x; z): the conditional refined Glow (multi-scale), v ~ N(0, I)
 
-Three variants (DESIGN section 8), one class; what differs between them is
-the global code (`tfglv.global_code`):
+Four variants (DESIGN section 8), one class; what differs between them is
+the global code (`tfglv.global_code`) and the decoder flow
+(`tfglv.decoders`):
   * "glvae": the paper's model; z enters every coupling.
   * "glow": the refined Glow alone (no encoder, no z); exact likelihood.
   * "glvae_prior_only": the flow is unconditional; z only sets the mean and
     scale of the Gaussian over v (Table 3 baseline). The returned v is
     standardised, v = (f(x) - mu(z)) / sigma(z), so that z and v decode and
     switch exactly as in the other variants.
+  * "glow_original": Glow's own flow (Kingma & Dhariwal, 2018; the paper's
+    Table 1 baseline), no z.
 
 Images are uint8; `tfglv.quantization` maps them to the flow's range
 [-1, 1) and back, `tfglv.objective` turns the model's log-densities into
@@ -29,6 +32,8 @@ import tensorflow as tf
 from tfglv import _compat
 from tfglv import compiled
 from tfglv import configs
+from tfglv import decoders
+from tfglv import dequantization
 from tfglv import global_code
 from tfglv import keras_fit
 from tfglv import keras_saving
@@ -38,7 +43,6 @@ from tfglv import quantization
 from tfglv.flows import actnorm
 from tfglv.flows import base
 from tfglv.flows import conv1x1
-from tfglv.flows import multiscale
 
 
 # Re-exported: `model_lib.Encoding`, `model_lib.as_seed`.
@@ -79,17 +83,9 @@ class GLVAE(keras_saving.SavingMixin, keras_fit.FitMixin,
     # Attribute order is the checkpoint's and the trainable variables'.
     self.encoder = self.global_code.encoder
     self.prior = self.global_code.prior
-    decoder = config.decoder
-    self.decoder = multiscale.MultiScaleFlowLayer(
-        config.image_shape, decoder.num_steps, decoder.hidden_channels,
-        num_prior_blocks=decoder.num_prior_blocks,
-        condition_dim=self.global_code.condition_dim,
-        transform=decoder.coupling, alpha=decoder.alpha,
-        conv1x1_parameterization=decoder.conv1x1,
-        net_dtype=("mixed_bfloat16" if decoder.compute_dtype == "bfloat16"
-                   else None),
-        name="decoder")
+    self.decoder = decoders.build(config, self.global_code.condition_dim)
     self.latent_gaussian = self.global_code.attach(self.decoder)
+    self.dequantizer = dequantization.make(config)  # None: uniform noise.
     self.num_dims = int(np.prod(config.image_shape))
     self.num_bins = 2 ** config.n_bits
     self.built = True
@@ -152,7 +148,8 @@ class GLVAE(keras_saving.SavingMixin, keras_fit.FitMixin,
     Returns:
       dict of [N] float32 tensors: "loss" (negative ELBO averaged over k),
       "nll" (E_q[-log p(x|z)]), "kl" (E_q[log q(z|x) - log p(z)]),
-      "iw_loss" (-log mean_k exp(elbo_k)); all in bits/dim.
+      "iw_loss" (-log mean_k exp(elbo_k)); all in bits/dim. And "kl_parts"
+      [N, d_z + 1], kl split by z dimension (`tfglv.kl_budget`).
     """
     if num_samples < 1:
       raise ValueError(f"num_samples must be >= 1; got {num_samples}.")
@@ -163,21 +160,22 @@ class GLVAE(keras_saving.SavingMixin, keras_fit.FitMixin,
           "stale copies that pass no gradient. Call "
           "model.set_inference_cache(False) before training.")
     images = self._check_images(images)
-    x, posterior_seed = self._dequantize(images, seed)
+    x, log_q, posterior_seed = self._dequantize(images, seed)
     nll_k, kl_k = self._nll_and_kl(x, posterior_seed, training, num_samples)
     return objective.bits_per_dim_bounds(nll_k, kl_k, self.num_dims,
-                                         self.config.n_bits)
+                                         self.config.n_bits, log_q)
 
   def _dequantize(self, images, seed):
-    """(x in [-1, 1) with uniform noise, posterior seed) from `seed`."""
+    """(x in [-1, 1) with noise, its log q(u|x) (None: uniform), posterior
+    seed) from `seed` (`tfglv.dequantization`)."""
     dequant_seed, posterior_seed = tf.unstack(
         tf.random.experimental.stateless_split(as_seed(seed), 2))
-    x_bins = self._bins(images)
-    noise = tf.random.stateless_uniform(tf.shape(x_bins), dequant_seed)
-    return self._to_flow_range(x_bins, noise), posterior_seed
+    return (*dequantization.dequantize(
+        self.dequantizer, self._bins(images), dequant_seed,
+        self.config.n_bits, cached=self._inference_cache), posterior_seed)
 
   def _nll_and_kl(self, x, seed, training, num_samples, initializing=False):
-    """[k, N] -log p(x|z) (continuous) and log q(z|x) - log p(z), in nats.
+    """[k, N] -log p(x|z) (continuous), [k, N, d_z + 1] KL terms; nats.
 
     `initializing`: the flows' ActNorms initialise on this pass.
     """
@@ -319,7 +317,7 @@ class GLVAE(keras_saving.SavingMixin, keras_fit.FitMixin,
     self.global_code.initialize(self._to_flow_range(self._bins(images), 0.5))
     # Then one pass of the objective (eval mode, one posterior sample) with
     # initialising bijectors: each ActNorm sets itself from its own input.
-    x, posterior_seed = self._dequantize(images, seed)
+    x, _, posterior_seed = self._dequantize(images, seed)
     self._nll_and_kl(x, posterior_seed, training=False, num_samples=1,
                      initializing=True)
     return True

@@ -11,10 +11,13 @@ Train update, for a global batch of B images split over R replicas:
 so `g` is the gradient of the mean loss over the global batch
 (`replica_gradients`, in replica context). Each replica may process its
 share in `accumulation` micro-batches, whose gradients add up to the same
-`g`. Then, identically on every replica: `|g|` is measured; a step whose loss
-or `|g|` is not finite is skipped (`apply_or_skip`: no update, no optimizer
-state change) by a `tf.cond` in cross-replica context; otherwise `g` is
-optionally clipped to a global norm and applied.
+`g`. With free bits or a KL warm-up (`tfglv.kl_budget`) the differentiated
+loss is that module's objective J instead; the reported loss, nll and kl
+stay the negative ELBO's. Then, identically on every replica: `|g|` is
+measured; a step whose loss or `|g|` is not finite is skipped
+(`apply_or_skip`: no update, no optimizer state change) by a `tf.cond` in
+cross-replica context; otherwise `g` is optionally clipped to a global norm
+and applied.
 
 Randomness is stateless: the seed of a step is a function of (seed, step,
 replica id, micro-batch) (`step_seed`), so replicas draw different
@@ -22,9 +25,12 @@ dequantisation and posterior noise and a resumed run draws the same noise
 as an uninterrupted one.
 """
 
-from typing import Callable, Dict, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import tensorflow as tf
+
+from tfglv import kl_budget as kl_budget_lib
+from tfglv import loss_scale as loss_scale_lib
 
 LOSS_SUMS = ("loss", "iw_loss", "nll", "kl")
 
@@ -62,7 +68,10 @@ def all_reduce_flat(context, scalars, tensors):
 
 def replica_gradients(model, images, step, variables: Sequence, *, seed: int,
                       global_batch_size, accumulation: int = 1,
-                      clip_norm: float = 0.0, num_samples: int = 1):
+                      clip_norm: float = 0.0, num_samples: int = 1,
+                      kl_budget: Optional[kl_budget_lib.KLBudget] = None,
+                      loss_scale: Optional[
+                          loss_scale_lib.DynamicLossScale] = None):
   """One replica's share of a train update (call in replica context).
 
   Args:
@@ -74,6 +83,10 @@ def replica_gradients(model, images, step, variables: Sequence, *, seed: int,
       `train.grad_accumulation`, `train.grad_clip_norm` (0: none) and
       `train.num_posterior_samples`.
     global_batch_size: B, the images of all replicas together.
+    kl_budget: free bits / KL warm-up (`kl_budget.make`); None: the plain
+      negative ELBO is differentiated.
+    loss_scale: float16 networks' loss scale (`loss_scale.for_model`), by
+      which the loss is multiplied and the gradients divided; None: none.
 
   Returns:
     (gradients summed over replicas and clipped, whether the loss and the
@@ -93,8 +106,14 @@ def replica_gradients(model, images, step, variables: Sequence, *, seed: int,
     with tf.GradientTape() as tape:
       losses = model.compute_losses(micro_batch, micro_seed, training=True,
                                     num_samples=num_samples)
-      loss = tf.reduce_sum(losses["loss"]) / global_batch_size
-    micro_grads = tape.gradient(loss, variables)
+      if kl_budget is None:
+        loss = tf.reduce_sum(losses["loss"]) / global_batch_size
+      else:  # The mean over micro-batches of their objectives.
+        loss = kl_budget_lib.replica_objective(
+            losses, kl_budget, step, model.num_dims,
+            global_batch_size / accumulation, context) / accumulation
+    micro_grads = (tape.gradient(loss, variables) if loss_scale is None
+                   else loss_scale.gradients(tape, loss, variables))
     micro_grads = [tf.zeros_like(v) if g is None else g
                    for g, v in zip(micro_grads, variables)]
     grads = micro_grads if grads is None else [
@@ -114,8 +133,10 @@ def replica_gradients(model, images, step, variables: Sequence, *, seed: int,
   return grads, finite, metrics
 
 
-def apply_or_skip(strategy, finite, apply: Callable, args) -> tf.Tensor:
+def apply_or_skip(strategy, finite, apply: Callable, args,
+                  loss_scale=None) -> tf.Tensor:
   """Runs `apply(*args)` on every replica if `finite`; int64 1 if skipped.
+  Then updates `loss_scale` (if any) from `finite`.
 
   Call in cross-replica context: a replica-context cond may not contain
   the optimizer's merge_call.
@@ -128,7 +149,11 @@ def apply_or_skip(strategy, finite, apply: Callable, args) -> tf.Tensor:
   def skip():
     return tf.constant(1, tf.int64)
 
-  return tf.cond(finite, run, skip)
+  skipped = tf.cond(finite, run, skip)
+  if loss_scale is not None:
+    with tf.control_dependencies([skipped]):
+      loss_scale.update(finite)
+  return skipped
 
 
 def replica_loss_sums(model, images, seed,

@@ -1,7 +1,11 @@
-"""bench.harness: the images a benchmark times on (never its speed)."""
+"""bench.harness: the images a benchmark times on, and how it times
+(wall and CPU-seconds; never a speed itself)."""
+
+import time
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from bench import harness
 
@@ -36,3 +40,62 @@ def test_without_npz_any_shape_gets_pixels():
   images = harness.load_images(4, 16, channels=1)
   assert images.shape == (4, 16, 16, 1) and images.dtype == np.uint8
   assert "fresh clone" in harness.npz_help()
+
+
+# --- timing: wall seconds and CPU-seconds -----------------------------------
+
+
+def test_stopwatch_counts_cpu_seconds_of_work_not_of_waiting():
+  with harness.Stopwatch() as waiting:
+    time.sleep(0.3)
+  assert waiting.timing.wall >= 0.3
+  assert waiting.timing.cpu < 0.5 * waiting.timing.wall
+  with harness.Stopwatch() as working:
+    end = time.process_time() + 0.2
+    while time.process_time() < end:
+      pass
+  assert working.timing.cpu >= 0.2
+
+
+def test_speeds_are_per_second_and_per_cpu_second():
+  timing = harness.Timing(wall=2.0, cpu=4.0)
+  assert harness.speeds(16, timing) == (8.0, 4.0)
+  assert harness.speed_cells(16, timing) == ("8.0", "4.0")
+  assert harness.SPEED_COLUMNS == ("images/s", "images/CPU-s")
+  assert harness.median_timing(
+      [harness.Timing(1, 9), harness.Timing(3, 1), harness.Timing(2, 5)]) == (
+          2, 5)
+  with pytest.raises(ValueError, match="No timings"):
+    harness.median_timing([])
+
+
+def test_calls_take_turns_after_their_warm_up():
+  log = []
+  calls = {name: (lambda name=name: log.append(name)) for name in "ab"}
+  times = harness.time_in_turns(calls, rounds=3, calls_per_round=2,
+                                warmup=1, rounds_of={"b": 1})
+  assert log == ["a", "b"] + ["a", "a", "b", "b"] + ["a", "a"] * 2
+  assert [len(times[name]) for name in "ab"] == [3, 1]
+  assert all(isinstance(t, harness.Timing) and t.wall >= 0 and t.cpu >= 0
+             for t in times["a"] + times["b"])
+
+
+def test_training_steps_get_their_seeds_per_round():
+  seeds = []
+
+  def step(images, seed):
+    seeds.append(tuple(seed.numpy()))
+    return images
+
+  harness.time_interleaved({"step": step}, tf.zeros([2]), rounds=2,
+                           steps_per_round=2, warmup=2)
+  assert seeds == [(0, 0), (0, 0), (0, 0), (0, 1), (1, 0), (1, 1)]
+
+
+def test_step_meter_times_every_call_but_the_first():
+  calls = []
+  meter = harness.StepMeter(lambda x: calls.append(x) or x * 2)
+  assert [meter(i) for i in range(4)] == [0, 2, 4, 6]
+  assert calls == [0, 1, 2, 3]
+  assert meter.calls == 3
+  assert meter.timing.wall > 0 and meter.timing.cpu >= 0

@@ -123,18 +123,19 @@ def test_bits_per_dim_tables_and_bounds(run, trained_workdir):
   assert ours["bpd"] == pytest.approx(trainer_bpd, abs=0.02)
 
 
-def test_glow_has_no_global_code_to_probe_or_switch(tmp_path):
+@pytest.mark.parametrize("variant", ["glow", "glow_original"])
+def test_glow_has_no_global_code_to_probe_or_switch(tmp_path, variant):
   # A stand-in run (no training needed): the layout, not the numbers, counts.
-  config = tfglv.configs.override(tfglv.configs.get("tiny", model="glow"),
+  config = tfglv.configs.override(tfglv.configs.get("tiny", model=variant),
                                   {"data.synthetic_size": "256"})
   images, _ = data.load_arrays(config, "train", max_examples=32)
-  workdir = str(tmp_path / "glow")
+  workdir = str(tmp_path / variant)
   demo_run.write_demo_workdir(workdir, config, images)
   options = commands.EvaluationOptions(num_pairs=2, probe_max_train=128,
                                        progress=False)
   # Asked for by name, the switch stops before any task with the reason.
   with pytest.raises(ValueError, match="--task=switch needs a global code z, "
-                     "but .* is a 'glow' run, which has none"):
+                     f"but .* is a '{variant}' run, which has none"):
     commands.run_tasks(workdir, ["probe", "switch"], options)
   assert not os.path.exists(os.path.join(workdir, "eval", "probe.json"))
   assert commands.switch_score.runnable_tasks(

@@ -1,5 +1,5 @@
 """TF Lite files: builtin ops only, static shapes, parity with the SavedModel;
-and the "glow" variant's zero-width z through every path.
+and the zero-width z of "glow" and "glow_original" through every path.
 """
 
 import json
@@ -114,8 +114,9 @@ def test_parity_with_saved_model_on_real_images(run):
         1 if variant == "float32" else 255)
 
 
-def test_glow_has_zero_width_latents_everywhere(tmp_path):
-  config = tfglv.configs.get("tiny", model="glow")
+@pytest.mark.parametrize("variant", ["glow", "glow_original"])
+def test_glow_has_zero_width_latents_everywhere(tmp_path, variant):
+  config = tfglv.configs.get("tiny", model=variant)
   model = tfglv.build_model(config)
   images = synthetic.generate(4, 16, 3, seed=2)["image"]
   model.initialize(images)
@@ -135,7 +136,9 @@ def test_glow_has_zero_width_latents_everywhere(tmp_path):
   np.testing.assert_array_equal(
       seeded["images"], model.sample(2, temperature=0.7, seed=[1, 2]))
   tflite.write_static_saved_model(model, str(tmp_path / "static"), 1)
-  runner = tflite.Runner(tflite.convert(str(tmp_path / "static"), "float32"))
+  converted = tflite.convert(str(tmp_path / "static"), "float32")
+  tflite.check_builtin_ops_only(converted)
+  runner = tflite.Runner(converted)
   on_device = runner("sample", z_noise=np.zeros((1, 0), np.float32),
                      v_noise=noise.astype(np.float32),
                      temperature=np.float32(0.7))["images"]

@@ -22,6 +22,9 @@ import tfglv.layers
 from tfglv import flows
 from tfglv import prior as prior_lib
 from tfglv.flows import coupling
+from tfglv.flows import edge_conv
+from tfglv.flows import glow_coupling
+from tfglv.flows import shared
 from tfglv.layers import weight_norm
 import flow_checks
 
@@ -70,6 +73,16 @@ _MULTISCALE = dict(image_shape=(4, 4, 2), num_steps=[1, [1], 1],
                    hidden_channels=[3, 3, 3], condition_dim=2, stddev=0.1)
 
 
+_GLOW_ORIGINAL = dict(image_shape=(4, 4, 1), num_levels=2, num_steps=1,
+                      hidden_channels=3, stddev=0.1)
+
+
+def _shared_step(x):
+  step = _layer(flows.GlowStepLayer, num_channels=4, hidden_channels=3,
+                condition_dim=2)(x)
+  return shared.SharedBlock(step, step)
+
+
 def _chain(x):
   act = _layer(flows.ActNormLayer, num_channels=3)(x)
   conv = _layer(flows.InvertibleConv1x1Layer, num_channels=3)(x)
@@ -102,6 +115,25 @@ REGISTRY = {
         flows.MultiScaleFlowLayer, image_shape=(2, 2, 2), num_steps=[1, 1],
         hidden_channels=[3, 3])), (2, 2, 2, 2))],
     flows.Squeeze: [Entry(lambda x: flows.Squeeze(), (2, 4, 4, 2))],
+    flows.GlowCoupling: [
+        Entry(_bijector_of(_layer(flows.GlowCouplingLayer, num_channels=4,
+                                  hidden_channels=3)), (2, 3, 3, 4)),
+        # Odd C: 2 channels condition 3.
+        Entry(_bijector_of(_layer(flows.GlowCouplingLayer, num_channels=5,
+                                  hidden_channels=3, transform="additive")),
+              (2, 3, 2, 5))],
+    flows.GaussianPrior: [
+        Entry(_bijector_of(_layer(flows.GaussianPriorLayer, num_channels=4,
+                                  num_conditioning=2)), (2, 3, 3, 4)),
+        # The top prior: a learned map of positions.
+        Entry(_bijector_of(_layer(flows.GaussianPriorLayer, num_channels=3,
+                                  num_conditioning=0)), (2, 2, 3, 3))],
+    flows.OriginalGlow: [Entry(_bijector_of(_layer(
+        flows.OriginalGlowLayer, image_shape=(2, 2, 2), num_levels=1,
+        num_steps=2, hidden_channels=3)), (2, 2, 2, 2))],
+    # A Glow step through its shared function (inline when eager; the graph
+    # path: tests/flows/test_shared.py).
+    shared.SharedBlock: [Entry(_shared_step, (2, 2, 2, 4), condition_dim=2)],
     # Flow layers.
     flows.ActNormLayer: [
         Entry(_layer(flows.ActNormLayer, num_channels=3), (2, 2, 2, 3),
@@ -138,6 +170,20 @@ REGISTRY = {
         flows.MultiScaleFlowLayer, **_MULTISCALE), (2, 4, 4, 2),
                                       condition_dim=2,
                                       num_trainable=3 * 33 + 10)],
+    flows.GlowCouplingLayer: [Entry(_layer(
+        flows.GlowCouplingLayer, num_channels=4, hidden_channels=3),
+                                    (2, 3, 3, 4), num_trainable=9)],
+    flows.GaussianPriorLayer: [Entry(_layer(
+        flows.GaussianPriorLayer, num_channels=4, num_conditioning=2),
+                                     (2, 3, 3, 4), num_trainable=3)],
+    flows.OriginalGlowStepLayer: [Entry(_layer(
+        flows.OriginalGlowStepLayer, num_channels=4, hidden_channels=3,
+        conv1x1_parameterization="lu"), (2, 2, 2, 4),
+                                        num_trainable=2 + 3 + 9)],
+    # Grayscale, two levels: 4x4x1 -> 2x2x4 (split 2) -> 1x1x8.
+    flows.OriginalGlowLayer: [Entry(_layer(
+        flows.OriginalGlowLayer, **_GLOW_ORIGINAL), (2, 4, 4, 1),
+                                    num_trainable=2 * (12 + 3))],
     prior_lib.PriorFlowLayer: [Entry(_layer(
         prior_lib.PriorFlowLayer, latent_dim=4, num_steps=1, hidden_units=3),
                                      (3, 4), num_trainable=33)],
@@ -155,6 +201,18 @@ REGISTRY = {
     weight_norm.WeightNormConv2D: [Entry(_layer(
         weight_norm.WeightNormConv2D, build=True, filters=3, kernel_size=3),
                                          (2, 3, 3, 2), num_trainable=3)],
+    glow_coupling.GlowCouplingNetwork: [Entry(_layer(
+        glow_coupling.GlowCouplingNetwork, in_channels=2, out_channels=4,
+        hidden_channels=3), (2, 3, 3, 2), num_trainable=9)],
+    edge_conv.EdgeConv2D: [Entry(_layer(
+        edge_conv.EdgeConv2D, build=True, filters=3), (2, 3, 4, 2),
+                                 num_trainable=1)],
+    edge_conv.ZeroEdgeConv2D: [Entry(_layer(
+        edge_conv.ZeroEdgeConv2D, build=True, filters=3), (2, 3, 4, 2),
+                                     num_trainable=3)],
+    edge_conv.WeightNormEdgeConv2D: [Entry(_layer(
+        edge_conv.WeightNormEdgeConv2D, build=True, filters=3), (2, 3, 4, 2),
+                                           num_trainable=3)],
 }
 
 _CASES = [(cls, i) for cls, entries in REGISTRY.items()

@@ -217,3 +217,29 @@ def test_model_inference_cache_covers_every_weight_normalised_layer(
     model.compute_losses(images, 0, training=True)
   model.set_inference_cache(False)
   assert cached_flags() == {False}
+
+
+@pytest.mark.parametrize("size,in_dim,out_dim,side", [
+    (3, 16, 6, 5), (3, 7, 2, 1), (1, 4, 3, 3), (5, 6, 4, 4)])
+def test_conv_kernel_gradient_as_a_matmul_is_tfs(size, in_dim, out_dim, side):
+  x = _random((2, side, side + 1, in_dim))
+  kernel = _random((size, size, in_dim, out_dim), seed=1)
+  weights = _random((2, side, side + 1, out_dim), seed=2)
+  grads = []
+  for conv in (weight_norm.conv2d_same,
+               lambda a, k: tf.nn.conv2d(a, k, 1, "SAME")):
+    # Traced with a free batch, as in a training step.
+    @tf.function(input_signature=[tf.TensorSpec([None, side, side + 1,
+                                                 in_dim])])
+    def run(inputs, conv=conv):
+      with tf.GradientTape() as tape:
+        tape.watch([inputs, kernel])
+        y = conv(inputs, kernel)
+        loss = tf.reduce_sum(y * weights)
+      return [y] + tape.gradient(loss, [inputs, kernel])
+    grads.append([t.numpy() for t in run(x)])
+  ours, tfs = grads
+  np.testing.assert_array_equal(ours[0], tfs[0])  # the same forward op
+  np.testing.assert_array_equal(ours[1], tfs[1])  # and input gradient
+  np.testing.assert_allclose(ours[2], tfs[2], rtol=1e-5, atol=1e-5)
+  assert np.abs(tfs[2]).max() > 0.1

@@ -87,6 +87,48 @@ def test_fused_update_equals_keras_adamw():
   assert not np.allclose(fused[1], 0.5)  # It moved.
 
 
+def test_update_scalars_are_made_once_per_apply():
+  config = train_config(weight_decay="0.05", learning_rate="0.01")
+
+  def graph_of(num_variables):
+    optimizer = optimizer_lib.build_optimizer(config)
+    weights = [keras.Variable(np.full(3, 0.5, "float32"))
+               for _ in range(num_variables)]
+    optimizer.build(weights)
+    function = tf.function(lambda: optimizer.apply(
+        [tf.ones([3])] * num_variables, weights))
+    graph = function.get_concrete_function().graph
+    ops = [op for op in graph.get_operations()]
+    for function_def in graph.as_graph_def().library.function:
+      ops += list(function_def.node_def)
+    return [getattr(op, "type", None) or op.op for op in ops]
+
+  small, large = graph_of(2), graph_of(12)
+  assert small.count("ResourceApplyAdam") == 2
+  assert large.count("ResourceApplyAdam") == 12
+  # The beta powers, epsilon's correction and the casts: once per apply.
+  for op_type in ("Pow", "Sqrt", "Cast"):
+    assert large.count(op_type) == small.count(op_type) > 0, op_type
+
+
+def test_eager_and_graph_updates_are_identical():
+  # The scalars are made per apply: eagerly, each update sees its step.
+  config = train_config(weight_decay="0.05", warmup_steps="2",
+                        learning_rate="0.01")
+
+  def run(wrap):
+    optimizer = optimizer_lib.build_optimizer(config)
+    weights = [keras.Variable(np.linspace(-1, 1, 4, dtype="float32"))]
+    optimizer.build(weights)
+    step = wrap(lambda: optimizer.apply([tf.sin(weights[0]) + 0.1],
+                                        weights))
+    for _ in range(4):
+      step()
+    return weights[0].numpy()
+
+  np.testing.assert_array_equal(run(lambda f: f), run(tf.function))
+
+
 def _authors_adamw(param, grads, lr, weight_decay, beta1, beta2, epsilon):
   """PyTorch's AdamW update, written out in NumPy (float64)."""
   m = np.zeros_like(param)

@@ -14,12 +14,14 @@ training run writes its resolved config next to its checkpoints and every
 later tool (evaluation, export) rebuilds the same model from it.
 """
 
+from tfglv.configs.levels import GlowOriginalConfig
 from tfglv.configs.named import get
 from tfglv.configs.schema import (
     BAD_IMAGE_ACTIONS, CONFIG_NAMES, COMPUTE_DTYPES, CONV1X1_PARAMETERIZATIONS,
-    COUPLING_TYPES, MODEL_VARIANTS, STRATEGIES, Config, DataConfig,
-    DecoderConfig, EncoderConfig, LevelSteps, ModelConfig, PriorConfig,
-    TrainConfig, field_names, validate, validate_model)
+    COUPLING_TYPES, DEQUANTIZATIONS, MODEL_VARIANTS, STRATEGIES, Config,
+    DataConfig, DecoderConfig, DequantizerConfig, EncoderConfig, LevelSteps,
+    ModelConfig, PriorConfig, TrainConfig, field_names, validate,
+    validate_model)
 from tfglv.configs.tree import (canonical_key, from_dict, from_json, load,
                                 migrate, model_from_dict, override, save,
                                 to_dict, to_json)

@@ -16,6 +16,7 @@ in the model or an allocation that never finishes:
 """
 
 import dataclasses
+import math
 import numbers
 import typing
 
@@ -52,10 +53,17 @@ _SCALAR_BOUNDS = {
     "model.prior.num_steps": (1, MAX_PRIOR_STEPS),
     "model.prior.hidden_units": (1, MAX_WIDTH),
     "model.decoder.num_prior_blocks": (1, MAX_PRIOR_BLOCKS),
+    # Each level halves the image.
+    "model.glow_original.num_levels": (1, MAX_IMAGE_SIZE.bit_length() - 1),
+    "model.glow_original.num_steps": (1, MAX_FLOW_STEPS),
+    "model.glow_original.hidden_channels": (1, MAX_WIDTH),
     "data.synthetic_size": (1, MAX_SYNTHETIC_IMAGES),
     "data.shuffle_buffer": (1, MAX_SHUFFLE_BUFFER),
     "train.num_posterior_samples": (None, MAX_POSTERIOR_SAMPLES),
     "train.eval_posterior_samples": (None, MAX_POSTERIOR_SAMPLES),
+    "model.dequantizer.num_steps": (1, MAX_FLOW_STEPS),
+    "model.dequantizer.hidden_channels": (1, MAX_WIDTH),
+    "train.free_bits_groups": (None, MAX_LATENT_DIM),
 }
 # List fields whose every entry is a width.
 _WIDTH_LISTS = ("model.encoder.channels", "model.decoder.hidden_channels")
@@ -227,3 +235,66 @@ def check_bounds(config):
         f"at most {MAX_CELL_PIXELS} px: use train.figure_scale <= "
         f"{MAX_CELL_PIXELS // model.image_size} (0: cells of at least 96 "
         f"px).")
+
+
+# -------------------------------------------- the KL knobs (issue 13, 3)
+
+# Model variants without a global code z: the KL knobs have nothing to act
+# on there.
+VARIANTS_WITHOUT_Z = ("glow", "glow_original")
+
+
+def kl_budget_problem(free_bits, groups, warmup_steps, latent_dim: int,
+                      prefix: str = "train.", variant: str = ""):
+  """Why free bits / KL warm-up settings are invalid, or None.
+
+  Args:
+    free_bits, groups, warmup_steps: `train.free_bits` (bits per z
+      dimension, >= 0; 0: off), `train.free_bits_groups` (G >= 1, dividing
+      d_z) and `train.kl_warmup_steps` (>= 0; 0: off).
+    latent_dim: d_z; 0 when the model has no z.
+    prefix: how the fields are named in the message ("train." for a config,
+      "" for `GLVAE.compile`'s arguments).
+    variant: the model variant, named in the message when it has no z.
+  """
+  if isinstance(free_bits, bool) or not (
+      isinstance(free_bits, numbers.Real) and 0 <= free_bits < math.inf):
+    return (f"{prefix}free_bits must be a finite number >= 0 (bits per z "
+            f"dimension; 0 turns free bits off); got {free_bits!r}.")
+  if isinstance(warmup_steps, bool) or not (
+      isinstance(warmup_steps, numbers.Integral) and
+      0 <= warmup_steps <= MAX_INTEGER):
+    return (f"{prefix}kl_warmup_steps must be an integer in [0, "
+            f"{MAX_INTEGER}] (steps of the linear KL warm-up; 0 turns it "
+            f"off); got {warmup_steps!r}.")
+  if isinstance(groups, bool) or not isinstance(groups, numbers.Integral):
+    return (f"{prefix}free_bits_groups must be an integer >= 1; got "
+            f"{groups!r}.")
+  if latent_dim == 0:
+    if free_bits > 0 or warmup_steps > 0 or groups != 1:
+      what = f"model variant {variant!r}" if variant else "this model"
+      return (f"{prefix}free_bits, {prefix}free_bits_groups and "
+              f"{prefix}kl_warmup_steps act on the KL term of the global code "
+              f"z, and {what} has no z: leave them at 0, 1 and 0 (or train a "
+              f"variant with z, such as glvae).")
+    return None
+  if groups < 1 or latent_dim % groups:
+    divisors = [g for g in range(1, latent_dim + 1) if latent_dim % g == 0]
+    shown = ", ".join(map(str, divisors[:12])) + (
+        ", ..." if len(divisors) > 12 else "")
+    return (f"{prefix}free_bits_groups must be >= 1 and divide "
+            f"model.latent_dim {latent_dim} into equal groups ({latent_dim}: "
+            f"one per dimension); allowed: {shown}; got {groups}.")
+  return None
+
+
+def check_kl_budget(config):
+  """Raises ValueError for bad `train.free_bits`, `free_bits_groups` or
+  `kl_warmup_steps` of `config` (`kl_budget_problem`)."""
+  model, train = config.model, config.train
+  problem = kl_budget_problem(
+      train.free_bits, train.free_bits_groups, train.kl_warmup_steps,
+      0 if model.variant in VARIANTS_WITHOUT_Z else model.latent_dim,
+      variant=model.variant)
+  if problem:
+    raise ValueError(problem)

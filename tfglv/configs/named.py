@@ -2,6 +2,7 @@
 
 from tfglv.configs import schema
 from tfglv.configs import tree
+from tfglv.configs.levels import GlowOriginalConfig
 from tfglv.configs.schema import (Config, DataConfig, DecoderConfig,
                                   EncoderConfig, ModelConfig, PriorConfig,
                                   TrainConfig)
@@ -15,6 +16,8 @@ def _larger_dataset_train(batch_size: int) -> TrainConfig:
 
 # The paper's models. Each level of the encoder halves the image down to
 # 4x4; the decoder lists steps and widths per level (DESIGN sections 2-4).
+# "glow_original" is Glow's model of the same data (its code's README): L
+# levels of K steps at width 512.
 
 
 def _cifar10() -> Config:
@@ -27,7 +30,8 @@ def _cifar10() -> Config:
           image_size=32, latent_dim=64,
           prior=PriorConfig(num_steps=2, hidden_units=256),
           decoder=DecoderConfig(num_steps=[2, [6, 6], [6, 6], 4],
-                                hidden_channels=[24, 512, 512, 512])))
+                                hidden_channels=[24, 512, 512, 512]),
+          glow_original=GlowOriginalConfig(num_levels=3, num_steps=32)))
 
 
 def _imagenet64() -> Config:
@@ -41,7 +45,8 @@ def _imagenet64() -> Config:
           image_size=64, latent_dim=128,
           prior=PriorConfig(num_steps=2, hidden_units=256),
           decoder=DecoderConfig(num_steps=[2, [8, 8], [8, 8], [6, 6], 4],
-                                hidden_channels=[24, 512, 512, 512, 512])))
+                                hidden_channels=[24, 512, 512, 512, 512]),
+          glow_original=GlowOriginalConfig(num_levels=4, num_steps=48)))
 
 
 def _lsun128() -> Config:
@@ -56,7 +61,8 @@ def _lsun128() -> Config:
           prior=PriorConfig(num_steps=2, hidden_units=512),
           decoder=DecoderConfig(
               num_steps=[2, [16, 16], [16, 16], [8, 8], [4, 4], 2],
-              hidden_channels=[24, 256, 256, 256, 256, 512])))
+              hidden_channels=[24, 256, 256, 256, 256, 512]),
+          glow_original=GlowOriginalConfig(num_levels=5, num_steps=64)))
 
 
 def _celebahq256() -> Config:
@@ -68,6 +74,8 @@ def _celebahq256() -> Config:
       "model.decoder.num_steps":
           [2, [12, 12], [10, 10], [8, 8], [4, 4], [2, 2], 1],
       "model.decoder.hidden_channels": [24, 256, 256, 256, 256, 256, 512],
+      "model.glow_original.num_levels": 6,
+      "model.glow_original.num_steps": 32,
       "data.dataset": "celeb_a_hq/256", "data.augmentation": "flip",
       "train.batch_size": 40})
 
@@ -81,7 +89,10 @@ def _tiny() -> Config:
           encoder=EncoderConfig(channels=[8, 8], out_channels=4),
           prior=PriorConfig(num_steps=1, hidden_units=16),
           decoder=DecoderConfig(num_steps=[1, [1, 1], 1],
-                                hidden_channels=[8, 16, 16])),
+                                hidden_channels=[8, 16, 16]),
+          # Two squeezes, as the decoder's: the same image sizes fit.
+          glow_original=GlowOriginalConfig(num_levels=2, num_steps=2,
+                                           hidden_channels=16)),
       data=DataConfig(dataset="synthetic", augmentation="none",
                       synthetic_size=2048, shuffle_buffer=2048),
       train=TrainConfig(batch_size=32, num_steps=300, warmup_steps=20,

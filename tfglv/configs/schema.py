@@ -7,6 +7,7 @@
         encoder: EncoderConfig   q(z|x)            (DESIGN section 2)
         prior: PriorConfig       p(z)              (DESIGN section 3)
         decoder: DecoderConfig   v = f(x; z)       (DESIGN section 4)
+        glow_original            Glow's own flow, that variant's decoder
       data: DataConfig           where images come from
       train: TrainConfig         optimisation and bookkeeping (section 5)
 
@@ -18,14 +19,16 @@ import math
 from typing import List, Union
 
 from tfglv.configs import checks
+from tfglv.configs import levels
 
-MODEL_VARIANTS = ("glvae", "glow", "glvae_prior_only")
+MODEL_VARIANTS = ("glvae", "glow", "glvae_prior_only", "glow_original")
 CONFIG_NAMES = ("tiny", "cifar10", "imagenet64", "lsun128", "celebahq256")
 COUPLING_TYPES = ("affine", "additive")
-COMPUTE_DTYPES = ("float32", "bfloat16")
+COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 CONV1X1_PARAMETERIZATIONS = ("full", "lu")
 STRATEGIES = ("mirrored", "one_device", "multi_worker")
 BAD_IMAGE_ACTIONS = ("error", "skip")
+DEQUANTIZATIONS = ("uniform", "variational")
 
 # A level of the decoder is either an int (an external level: that many
 # steps) or a list of ints (an internal level: sub-blocks of steps, each
@@ -83,18 +86,26 @@ class DecoderConfig:
   alpha: float = 1.0
   # The 1x1 convolutions' weights: "full" (the authors') or "lu".
   conv1x1: str = "full"
-  # Coupling networks may compute in bfloat16 for training speed; affine
-  # updates, log-dets and variables stay float32. Decoding chains many
-  # inverses, where bfloat16 rounding is not reproducible bit for bit, so
-  # inference tools rebuild the model with float32 networks.
+  # Coupling networks may compute in bfloat16, or float16 (with dynamic
+  # loss scaling: tfglv.loss_scale), for training speed; affine updates,
+  # log-dets and variables stay float32. Decoding chains many inverses,
+  # where 16-bit rounding is not reproducible bit for bit, so inference
+  # tools rebuild the model with float32 networks. README "Precision".
   compute_dtype: str = "float32"
+
+
+@dataclasses.dataclass
+class DequantizerConfig:
+  """q(u|x) of `dequantization="variational"` (`tfglv.dequantization`)."""
+  num_steps: int = 4  # Affine couplings on the noise.
+  hidden_channels: int = 32  # Width of its feature and coupling networks.
 
 
 @dataclasses.dataclass
 class ModelConfig:
   """Everything that decides the model's variables and what it computes."""
-  # "glvae" (the paper's), "glow" (no z) or "glvae_prior_only" (z only
-  # sets the Gaussian over v); DESIGN section 8.
+  # "glvae" (the paper's), "glow" (no z), "glvae_prior_only" (z only
+  # sets the Gaussian over v; DESIGN section 8) or "glow_original" (no z).
   variant: str = "glvae"
   # Images are image_size x image_size x channels.
   image_size: int = 32
@@ -106,6 +117,12 @@ class ModelConfig:
   encoder: EncoderConfig = dataclasses.field(default_factory=EncoderConfig)
   prior: PriorConfig = dataclasses.field(default_factory=PriorConfig)
   decoder: DecoderConfig = dataclasses.field(default_factory=DecoderConfig)
+  glow_original: levels.GlowOriginalConfig = dataclasses.field(
+      default_factory=levels.GlowOriginalConfig)
+  # "uniform" (the paper's) or "variational" (a learned q(u|x)).
+  dequantization: str = "uniform"
+  dequantizer: DequantizerConfig = dataclasses.field(
+      default_factory=DequantizerConfig)
 
   @property
   def image_shape(self):
@@ -163,6 +180,11 @@ class TrainConfig:
   figure_scale: int = 0
   num_posterior_samples: int = 1
   eval_posterior_samples: int = 5
+  # Against posterior collapse, in the training loss only (tfglv.kl_budget;
+  # 0 = off): free bits per z dimension (in G groups), KL warm-up steps.
+  free_bits: float = 0.0
+  free_bits_groups: int = 1
+  kl_warmup_steps: int = 0
   seed: int = 0
   strategy: str = "mirrored"
 
@@ -206,51 +228,6 @@ def _check_finite_numbers(config, prefix=""):
       raise ValueError(f"{prefix}{name} must be a finite number; got {value}.")
 
 
-def _check_levels(model: ModelConfig):
-  decoder = model.decoder
-  levels = decoder.num_steps
-  if len(levels) < 2:
-    raise ValueError(
-        f"model.decoder.num_steps needs at least 2 levels; got {levels}.")
-  if len(decoder.hidden_channels) != len(levels):
-    raise ValueError(
-        f"model.decoder.hidden_channels has {len(decoder.hidden_channels)} "
-        f"entries but model.decoder.num_steps has {len(levels)} levels; they "
-        f"must match.")
-  if not isinstance(levels[0], int) or not isinstance(levels[-1], int):
-    raise ValueError(
-        f"model.decoder.num_steps: the first and last levels must be ints "
-        f"(steps of an external level); got {levels}.")
-  for level in levels[1:-1]:
-    if not isinstance(level, (list, tuple)) or not level:
-      raise ValueError(
-          f"model.decoder.num_steps: internal levels must be non-empty lists "
-          f"of steps per sub-block; got {levels}.")
-    if len(level) >= decoder.num_prior_blocks:
-      raise ValueError(
-          f"model.decoder.num_steps: an internal level has {len(level)} "
-          f"sub-blocks but num_prior_blocks (M) is "
-          f"{decoder.num_prior_blocks}; it must be fewer than M.")
-  divisor = 2 ** (len(levels) - 1)
-  if model.image_size % divisor:
-    allowed = ", ".join(str(divisor * k) for k in range(1, 5))
-    fewer = max((n for n in range(2, len(levels))
-                 if model.image_size % 2 ** (n - 1) == 0), default=None)
-    fix = ""
-    if fewer:  # Keep the first levels and the last one.
-      steps = levels[:fewer - 1] + levels[-1:]
-      hidden = (decoder.hidden_channels[:fewer - 1] +
-                decoder.hidden_channels[-1:])
-      fix = (f"use {fewer} levels (--set 'model.decoder.num_steps="
-             f"{steps}' --set 'model.decoder.hidden_channels={hidden}'), or ")
-    raise ValueError(
-        f"image_size {model.image_size} cannot be divided by the "
-        f"{len(levels)}-level multi-scale architecture (needs a multiple of "
-        f"{divisor}: {allowed}, ...). Either {fix}resize the images to a "
-        f"multiple of {divisor} (--set model.image_size=N with --set "
-        f"data.augmentation=center_crop).")
-
-
 def encoder_size_problem(image_size: int, num_levels: int):
   """Why `num_levels` encoder levels cannot take `image_size`, or None.
 
@@ -282,6 +259,7 @@ def validate_model(model: ModelConfig) -> ModelConfig:
   _check_choice(model.decoder.compute_dtype, COMPUTE_DTYPES, "compute_dtype")
   _check_choice(model.decoder.conv1x1, CONV1X1_PARAMETERIZATIONS,
                 "decoder.conv1x1 parameterization")
+  _check_choice(model.dequantization, DEQUANTIZATIONS, "model.dequantization")
   if not 1 <= model.n_bits <= 8:
     raise ValueError(
         f"n_bits must be an integer in [1, 8]; got {model.n_bits}.")
@@ -295,8 +273,8 @@ def validate_model(model: ModelConfig) -> ModelConfig:
     raise ValueError(
         f"latent_dim must be an even integer >= 2 (the prior couplings split "
         f"z in halves); got {model.latent_dim}.")
-  _check_levels(model)
-  if model.variant != "glow":  # "glow" has no encoder.
+  levels.check_levels(model)
+  if model.variant not in checks.VARIANTS_WITHOUT_Z:  # No encoder.
     problem = encoder_size_problem(model.image_size,
                                    len(model.encoder.channels))
     if problem:
@@ -325,4 +303,5 @@ def validate(config: Config) -> Config:
   _check_choice(config.data.on_bad_image, BAD_IMAGE_ACTIONS,
                 "data.on_bad_image")
   checks.check_bounds(config)
+  checks.check_kl_budget(config)
   return config

@@ -1,8 +1,9 @@
 """The exported functions and their fixed input specs.
 
 Every signature takes and returns named tensors. N is the batch: free in the
-SavedModel, fixed in TF Lite. d_z is the model's latent size (0 for "glow",
-which has no global code: its z tensors are [N, 0]).
+SavedModel, fixed in TF Lite. d_z is the model's latent size (0 for "glow"
+and "glow_original", which have no global code: their z tensors are
+[N, 0]).
 
     encode(images uint8 [N, H, W, C])
         -> z float32 [N, d_z]        posterior mean of q(z|x)
@@ -51,6 +52,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import tensorflow as tf
 
 from tfglv import configs
+from tfglv.configs import checks
 from tfglv import latents
 
 SIGNATURE_NAMES = ("encode", "decode", "sample", "sample_from_seed", "switch",
@@ -97,8 +99,10 @@ class SignatureSpec:
 
 
 def latent_dim(config: configs.ModelConfig) -> int:
-  """d_z of the exported tensors: 0 for "glow", which has no z."""
-  return 0 if config.variant == "glow" else config.latent_dim
+  """d_z of the exported tensors: 0 for "glow" and "glow_original", which
+  have no z."""
+  return (0 if config.variant in checks.VARIANTS_WITHOUT_Z else
+          config.latent_dim)
 
 
 def signature_specs(config: configs.ModelConfig, batch_size: Optional[int] = None

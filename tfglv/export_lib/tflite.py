@@ -29,6 +29,7 @@ import tensorflow as tf
 from tfglv import _compat
 from tfglv import latents
 from tfglv.export_lib import signatures as signatures_lib
+from tfglv.flows import shared
 
 VARIANTS = ("float32", "float16", "dynamic_range")
 SIGNATURES = ("decode", "sample")
@@ -57,13 +58,19 @@ def write_static_saved_model(model, path: str, batch_size: int) -> None:
   exported = {}
   for name in SIGNATURES:
     input_signature = functions.specs[name].input_signature
-    concrete = tf.function(functions.function(name),
-                           input_signature=input_signature
-                           ).get_concrete_function()
+    # One flat graph: freezing makes nested functions unsavable.
+    with shared.inlined():
+      concrete = tf.function(functions.function(name),
+                             input_signature=input_signature
+                             ).get_concrete_function()
     frozen = _compat.freeze_variables(concrete)
     exported[name] = _with_named_outputs(frozen, concrete.structured_outputs,
                                          input_signature)
-  tf.saved_model.save(tf.Module(), path, signatures=exported)
+  # No gradients: the file is only converted (and the frozen graph's custom
+  # gradients could not be saved).
+  tf.saved_model.save(tf.Module(), path, signatures=exported,
+                      options=tf.saved_model.SaveOptions(
+                          experimental_custom_gradients=False))
 
 
 def _with_named_outputs(frozen, structure, input_signature):

@@ -126,6 +126,14 @@ def split_channels(x: tf.Tensor, first: int) -> Tuple[tf.Tensor, tf.Tensor]:
   return tuple(tf.split(x, [first, total - first], axis=-1))
 
 
+def mix_channels(x: tf.Tensor, matrix: tf.Tensor) -> tf.Tensor:
+  """`x @ matrix` over the last axis: [..., C] x [C, D] -> [..., D], as one
+  matmul over the flattened leading axes (a 1x1 convolution of NHWC x)."""
+  shape = tf.shape(x)
+  flat = tf.matmul(tf.reshape(x, [-1, shape[-1]]), matrix)
+  return tf.reshape(flat, tf.concat([shape[:-1], [matrix.shape[-1]]], 0))
+
+
 def batch_zeros(x: tf.Tensor) -> tf.Tensor:
   """A `[batch]` vector of zeros in `x`'s dtype."""
   return tf.zeros(tf.shape(x)[:1], dtype=x.dtype)

@@ -139,12 +139,6 @@ def _lu_decompose(w):
   return perm.T, lower, u
 
 
-def _mix_channels(x, matrix):
-  shape = tf.shape(x)
-  flat = tf.reshape(x, [-1, shape[-1]])
-  return tf.reshape(tf.matmul(flat, matrix), shape)
-
-
 class InvertibleConv1x1(base.LayerBijector):
   """The invertible 1x1 convolution bijector (see module docstring).
 
@@ -163,10 +157,10 @@ class InvertibleConv1x1(base.LayerBijector):
     return base.per_position_log_det(log_det, x, self._layer.event_rank)
 
   def forward_and_log_det(self, x):
-    y = _mix_channels(x, self._layer.weight_matrix(x.dtype))
+    y = base.mix_channels(x, self._layer.weight_matrix(x.dtype))
     return y, self._log_det(x)
 
   def inverse_and_log_det(self, y):
-    x = _mix_channels(y, self._layer.inverse_matrix(y.dtype,
+    x = base.mix_channels(y, self._layer.inverse_matrix(y.dtype,
                                                     cached=self._cached))
     return x, -self._log_det(y)

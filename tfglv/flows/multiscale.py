@@ -29,6 +29,7 @@ from tfglv.flows import base
 from tfglv.flows import conv1x1
 from tfglv.flows import coupling
 from tfglv.flows import glow_step
+from tfglv.flows import shared
 from tfglv.flows import squeeze
 from tfglv.flows import tracking
 
@@ -219,10 +220,11 @@ class MultiScaleFlow(base.FlowBijector):
     priors = layer.level_priors[index]
     blocks = []
     for j, steps in enumerate(layer.level_steps[index]):
-      members = [s.make_bijector(**self._options) for s in steps]
+      # Repeated blocks share one traced function (`shared`).
+      members = [shared.block(layer, s, **self._options) for s in steps]
       prior = priors[j] if priors else None
       if prior is not None:
-        members.append(prior.make_bijector(**self._options))
+        members.append(shared.block(layer, prior, **self._options))
       if index > 0 and j == 0:
         members.insert(0, squeeze.Squeeze())
       blocks.append((base.FlowChain(members) if members else None, prior))

@@ -91,7 +91,10 @@ class ReducedGradientAdamW(keras.optimizers.AdamW):
     decoupled decay `w -= lr * weight_decay * w` first, as Keras does it)
     instead of some thirty small ops: the same update, but a graph a third
     the size, which matters because a step is traced once per replica and
-    tracing dominates short runs.
+    tracing dominates short runs. The scalars every update reads (learning
+    rate, beta powers, epsilon) are made once per `apply` and dtype, not
+    once per variable: five ops per variable instead of twenty (of the
+    full model's 1,152 variables, 17,000 fewer ops to trace and optimise).
   """
 
   def __init__(self, *args, nats_per_loss_unit: float = 1.0, **kwargs):
@@ -106,30 +109,53 @@ class ReducedGradientAdamW(keras.optimizers.AdamW):
     config["nats_per_loss_unit"] = self.nats_per_loss_unit
     return config
 
+  def apply(self, grads, trainable_variables=None):
+    # The update's scalars, per (dtype, device), for this call only. In
+    # __dict__: a plain attribute, never tracked state.
+    self.__dict__["_update_scalars"] = {}
+    try:
+      return super().apply(grads, trainable_variables)
+    finally:
+      self.__dict__["_update_scalars"] = None
+
+  def _scalars(self, learning_rate, dtype, device):
+    """What every update of this `apply` reads, made at its first update."""
+    cache = self.__dict__.get("_update_scalars")
+    if cache is None:  # update_step called on its own: nothing to share.
+      cache = {}
+    key = (dtype, device)
+    if key not in cache:
+      learning_rate = tf.cast(learning_rate, dtype)
+      step = tf.cast(self.iterations + 1, dtype)
+      beta2_power = tf.pow(tf.cast(self.beta_2, dtype), step)
+      cache[key] = dict(
+          lr=learning_rate,
+          decay=tf.cast(self.weight_decay or 0.0, dtype) * learning_rate,
+          beta1_power=tf.pow(tf.cast(self.beta_1, dtype), step),
+          beta2_power=beta2_power, beta1=tf.cast(self.beta_1, dtype),
+          beta2=tf.cast(self.beta_2, dtype),
+          # The kernel adds epsilon to the uncorrected sqrt(v); this puts
+          # the authors' epsilon (on sqrt(v_hat), in nats) in the same
+          # place.
+          epsilon=(tf.cast(self.epsilon / self.nats_per_loss_unit, dtype) *
+                   tf.sqrt(1.0 - beta2_power)))
+    return cache[key]
+
   def update_step(self, gradient, variable, learning_rate):
     dtype = variable.dtype
     if isinstance(variable, keras.Variable):
       variable = variable.value
-    learning_rate = tf.cast(learning_rate, dtype)
+    scalars = self._scalars(learning_rate, dtype, variable.device)
     if self.weight_decay:
-      variable.assign_sub(
-          variable * (tf.cast(self.weight_decay, dtype) * learning_rate))
+      variable.assign_sub(variable * scalars["decay"])
     momentum, velocity = _compat.adam_slots(self, variable)
-    step = tf.cast(self.iterations + 1, dtype)
-    beta2_power = tf.pow(tf.cast(self.beta_2, dtype), step)
-    # The kernel adds epsilon to the uncorrected sqrt(v); this puts the
-    # authors' epsilon (on sqrt(v_hat), in nats) in the same place.
-    epsilon = (tf.cast(self.epsilon / self.nats_per_loss_unit, dtype) *
-               tf.sqrt(1.0 - beta2_power))
     tf.raw_ops.ResourceApplyAdam(
         var=variable.handle, m=momentum.value.handle,
-        v=velocity.value.handle,
-        beta1_power=tf.pow(tf.cast(self.beta_1, dtype), step),
-        beta2_power=beta2_power,
-        lr=learning_rate, beta1=tf.cast(self.beta_1, dtype),
-        beta2=tf.cast(self.beta_2, dtype),
-        epsilon=epsilon,
-        grad=tf.cast(gradient, dtype), use_locking=False)
+        v=velocity.value.handle, beta1_power=scalars["beta1_power"],
+        beta2_power=scalars["beta2_power"], lr=scalars["lr"],
+        beta1=scalars["beta1"], beta2=scalars["beta2"],
+        epsilon=scalars["epsilon"], grad=tf.cast(gradient, dtype),
+        use_locking=False)
 
 
 def build_optimizer(train_config, nats_per_loss_unit: float = 1.0
