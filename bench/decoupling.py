@@ -78,34 +78,38 @@ SETTINGS = {
                          "train.kl_warmup_steps": "1000"},
 }
 
-flags.DEFINE_string("npz", None,
-                    "Any .npz of uint8 images x_train, x_test [N, H, W, C] "
-                    "with class labels y_train, y_test (the probe and the "
-                    "switch need them); the model takes their size. "
-                    "Default: the embedded synthetic data at 16x16.")
-flags.DEFINE_list("settings", list(SETTINGS),
-                  f"Named settings to train, from {', '.join(SETTINGS)}.")
-flags.DEFINE_multi_string("custom", [], "A setting of your own, "
-                          "name:field=value;field=value (repeatable).")
-flags.DEFINE_float("minutes", 15.0, "Training wall time per setting.")
-flags.DEFINE_integer("steps", 0, "Train this many steps instead of a wall "
-                     "time (0: use --minutes).")
-flags.DEFINE_multi_string("set", [], "Overrides for every setting, "
-                          "field=value.")
-flags.DEFINE_integer("eval_images", 1000, "Test images of the bits/dim and "
-                     "the probe's test split.")
-flags.DEFINE_integer("probe_train_images", 4000, "Train images of the "
-                     "linear probe and of the switch's classifier.")
-flags.DEFINE_integer("switch_pairs", 500, "Test pairs whose switches are "
-                     "scored.")
-flags.DEFINE_bool("parallel", False, "Train the settings at once, one "
-                  "process each.")
-flags.DEFINE_string("workdir_root", None, "A new or empty directory for the "
-                    "runs; default: a new temporary directory.")
-flags.DEFINE_bool("resume", False, "Continue the runs already in "
-                  "--workdir_root (a finished one is only evaluated again).")
-flags.DEFINE_string("result_json", None, "Internal: where a child process "
-                    "writes its row.")
+
+def define_flags():
+  """The command's flags; defined only when run (another bench in the same
+  process, e.g. a test session, may define flags of the same names)."""
+  flags.DEFINE_string("npz", None,
+                      "Any .npz of uint8 images x_train, x_test [N, H, W, C] "
+                      "with class labels y_train, y_test (the probe and the "
+                      "switch need them); the model takes their size. "
+                      "Default: the embedded synthetic data at 16x16.")
+  flags.DEFINE_list("settings", list(SETTINGS),
+                    f"Named settings to train, from {', '.join(SETTINGS)}.")
+  flags.DEFINE_multi_string("custom", [], "A setting of your own, "
+                            "name:field=value;field=value (repeatable).")
+  flags.DEFINE_float("minutes", 15.0, "Training wall time per setting.")
+  flags.DEFINE_integer("steps", 0, "Train this many steps instead of a wall "
+                       "time (0: use --minutes).")
+  flags.DEFINE_multi_string("set", [], "Overrides for every setting, "
+                            "field=value.")
+  flags.DEFINE_integer("eval_images", 1000, "Test images of the bits/dim and "
+                       "the probe's test split.")
+  flags.DEFINE_integer("probe_train_images", 4000, "Train images of the "
+                       "linear probe and of the switch's classifier.")
+  flags.DEFINE_integer("switch_pairs", 500, "Test pairs whose switches are "
+                       "scored.")
+  flags.DEFINE_bool("parallel", False, "Train the settings at once, one "
+                    "process each.")
+  flags.DEFINE_string("workdir_root", None, "A new or empty directory for the "
+                      "runs; default: a new temporary directory.")
+  flags.DEFINE_bool("resume", False, "Continue the runs already in "
+                    "--workdir_root (a finished one is only evaluated again).")
+  flags.DEFINE_string("result_json", None, "Internal: where a child process "
+                      "writes its row.")
 
 
 def parse_setting(text: str) -> Tuple[str, Dict[str, str]]:
@@ -300,4 +304,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
