@@ -32,7 +32,6 @@ steps is only evaluated again). Settings train one after another by default
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,11 +43,12 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from bench import harness
+
 from tfglv import configs
 from tfglv import training
 from tfglv.evaluation import commands
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = flags.FLAGS
 
 # The tiny-scale model of the table (16x16 synthetic; the size and channels
@@ -244,17 +244,10 @@ def run_in_processes(settings: List[str]) -> List[Dict]:
             f"--workdir_root={FLAGS.workdir_root}"]
     args += [f"--npz={FLAGS.npz}"] if FLAGS.npz else []
     args += [f"--set={value}" for value in FLAGS.set]
-    log = open(os.path.join(FLAGS.workdir_root, f"{name}.log"), "w")
-    children.append((name, result, log, subprocess.Popen(
-        args, stdout=log, stderr=subprocess.STDOUT, cwd=_REPO)))
-  rows = []
-  for name, result, log, child in children:
-    if child.wait():
-      raise RuntimeError(f"{name} failed; see {log.name}")
-    log.close()
-    with open(result) as f:
-      rows.append(json.load(f))
-  return rows
+    children.append(harness.start_child(
+        name, args[1:], os.path.join(FLAGS.workdir_root, f"{name}.log"),
+        result))
+  return harness.collect_rows(children)
 
 
 def main(argv):

@@ -415,3 +415,32 @@ def print_table(title, header, rows):
   print(line.format(*["-" * w for w in widths]))
   for row in rows:
     print(line.format(*row))
+
+
+def start_child(name: str, args, log_path: str, result_path: str):
+  """Starts `python <args>` from the checkout's top, its output to
+  `log_path`; `collect_rows` waits for it and reads `result_path`."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  log = open(log_path, "w")
+  return name, result_path, log, subprocess.Popen(
+      [sys.executable] + list(args), stdout=log, stderr=subprocess.STDOUT,
+      cwd=top)
+
+
+def collect_rows(children):
+  """Waits for every `start_child` child; returns the JSON rows they wrote.
+
+  Raises:
+    RuntimeError: naming a child that failed and its log.
+  """
+  import json  # pylint: disable=g-import-not-at-top
+  rows = []
+  for name, result, log, child in children:
+    if child.wait():
+      raise RuntimeError(f"{name} failed; see {log.name}")
+    log.close()
+    with open(result) as f:
+      rows.append(json.load(f))
+  return rows

@@ -40,7 +40,6 @@ import gc
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -52,10 +51,10 @@ from absl import flags
 from absl import logging
 
 from bench import cifar_subset
+from bench import harness
 from tfglv import configs
 from tfglv import training
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = flags.FLAGS
 flags.DEFINE_string("npz", None,
                     "Any .npz of uint8 images x_train, x_test [N, H, W, C]; "
@@ -212,18 +211,10 @@ def train_in_processes(models):
             f"--eval_posterior_samples={FLAGS.eval_posterior_samples}",
             f"--workdir_root={FLAGS.workdir_root}"]
     args += [f"--set={value}" for value in FLAGS.set]
-    log = open(os.path.join(FLAGS.workdir_root,
-                            f"{row_directory(model)}.log"), "w")
-    children.append((model, result, log, subprocess.Popen(
-        args, stdout=log, stderr=subprocess.STDOUT, cwd=_REPO)))
-  rows = []
-  for model, result, log, child in children:
-    if child.wait():
-      raise RuntimeError(f"{model} failed; see {log.name}")
-    log.close()
-    with open(result) as f:
-      rows.append(json.load(f))
-  return rows
+    children.append(harness.start_child(
+        model, args[1:], os.path.join(FLAGS.workdir_root,
+                                      f"{row_directory(model)}.log"), result))
+  return harness.collect_rows(children)
 
 
 def main(argv):
