@@ -37,19 +37,25 @@ from tfglv.export_lib import demo_run
 from tfglv.export_lib import saved_model as saved_model_lib
 from tfglv.export_lib import tflite
 
-flags.DEFINE_string("workdir", None,
-                    "A training run to benchmark; default: a demo run.")
-flags.DEFINE_enum("size", "tiny", ["tiny", "small", "full"],
-                  "Demo model without --workdir: tiny (the tests' 32x32 tiny "
-                  "config), small or full (cifar10 layouts of bench.harness).")
-flags.DEFINE_list("batch_sizes", ["1", "16"], "Batch sizes.")
-flags.DEFINE_integer("rounds", 7, "Interleaved rounds (median).")
-flags.DEFINE_integer("calls_per_round", 5, "Calls per candidate per round.")
-flags.DEFINE_integer("tflite_threads", os.cpu_count(),
-                     "TF Lite interpreter threads.")
-flags.DEFINE_string("npz", "", harness.npz_help(
-    "the model's (32x32x3 for the demo sizes; with "
-    "--workdir, the run's)"))
+
+def define_flags():
+  """Defines this command's flags. Called only when it runs, so that any
+  number of commands can be imported into one process (a test session)."""
+  flags.DEFINE_string("workdir", None,
+                      "A training run to benchmark; default: a demo run.")
+  flags.DEFINE_enum("size", "tiny", ["tiny", "small", "full"],
+                    "Demo model without --workdir: tiny (the tests' 32x32 tiny "
+                    "config), small or full (cifar10 layouts of bench.harness).")
+  flags.DEFINE_list("batch_sizes", ["1", "16"], "Batch sizes.")
+  flags.DEFINE_integer("rounds", 7, "Interleaved rounds (median).")
+  flags.DEFINE_integer("calls_per_round", 5, "Calls per candidate per round.")
+  flags.DEFINE_integer("tflite_threads", os.cpu_count(),
+                       "TF Lite interpreter threads.")
+  flags.DEFINE_string("npz", "", harness.npz_help(
+      "the model's (32x32x3 for the demo sizes; with "
+      "--workdir, the run's)"))
+
+
 FLAGS = flags.FLAGS
 
 
@@ -147,4 +153,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

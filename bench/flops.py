@@ -24,16 +24,22 @@ import tensorflow as tf
 
 from tfglv import _compat
 
-flags.DEFINE_list("sizes", ["small", "full"], "Sizes to run.")
-flags.DEFINE_list("variants", ["glvae", "glvae_bf16", "glvae_lu",
-                               "glow", "tfp_glow"],
-                  "Rows (see bench.train_throughput).")
-flags.DEFINE_integer("rounds", 3, "Timed rounds per model (median).")
-flags.DEFINE_integer("matmul_size", 2048, "n of the n x n peak matmul.")
-flags.DEFINE_enum("step", "trainer", harness.STEPS, harness.STEP_HELP)
-flags.DEFINE_enum("optimizer", "tfglv", harness.OPTIMIZERS,
-                  harness.OPTIMIZER_HELP)
-flags.DEFINE_string("npz", "", harness.npz_help())
+
+def define_flags():
+  """Defines this command's flags. Called only when it runs, so that any
+  number of commands can be imported into one process (a test session)."""
+  flags.DEFINE_list("sizes", ["small", "full"], "Sizes to run.")
+  flags.DEFINE_list("variants", ["glvae", "glvae_bf16", "glvae_lu",
+                                 "glow", "tfp_glow"],
+                    "Rows (see bench.train_throughput).")
+  flags.DEFINE_integer("rounds", 3, "Timed rounds per model (median).")
+  flags.DEFINE_integer("matmul_size", 2048, "n of the n x n peak matmul.")
+  flags.DEFINE_enum("step", "trainer", harness.STEPS, harness.STEP_HELP)
+  flags.DEFINE_enum("optimizer", "tfglv", harness.OPTIMIZERS,
+                    harness.OPTIMIZER_HELP)
+  flags.DEFINE_string("npz", "", harness.npz_help())
+
+
 FLAGS = flags.FLAGS
 
 
@@ -187,4 +193,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

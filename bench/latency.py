@@ -35,12 +35,18 @@ import tensorflow as tf
 
 from tfglv import _compat
 
-flags.DEFINE_list("sizes", ["small"], "Model sizes.")
-flags.DEFINE_enum("variant", "glvae", ["glvae", "glow"], "Model variant.")
-flags.DEFINE_list("batch_sizes", ["1", "16"], "Batch sizes.")
-flags.DEFINE_integer("repeats", 5, "Timed calls per figure (median).")
-flags.DEFINE_float("temperature", 0.7, "Sampling temperature.")
-flags.DEFINE_string("npz", "", harness.npz_help())
+
+def define_flags():
+  """Defines this command's flags. Called only when it runs, so that any
+  number of commands can be imported into one process (a test session)."""
+  flags.DEFINE_list("sizes", ["small"], "Model sizes.")
+  flags.DEFINE_enum("variant", "glvae", ["glvae", "glow"], "Model variant.")
+  flags.DEFINE_list("batch_sizes", ["1", "16"], "Batch sizes.")
+  flags.DEFINE_integer("repeats", 5, "Timed calls per figure (median).")
+  flags.DEFINE_float("temperature", 0.7, "Sampling temperature.")
+  flags.DEFINE_string("npz", "", harness.npz_help())
+
+
 FLAGS = flags.FLAGS
 
 
@@ -185,4 +191,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -20,14 +20,20 @@ from absl import flags
 
 from bench import harness  # pylint: disable=g-bad-import-order
 
-flags.DEFINE_list("sizes", ["small", "full"], "Sizes.")
-flags.DEFINE_list("variants", ["glvae", "glow", "glvae_lu", "glvae_bf16",
-                               "tfp_glow"], "Models (as in train_throughput).")
-flags.DEFINE_string("one", "", "Internal: size:variant to measure here.")
-flags.DEFINE_enum("step", "trainer", harness.STEPS, harness.STEP_HELP)
-flags.DEFINE_enum("optimizer", "tfglv", harness.OPTIMIZERS,
-                  harness.OPTIMIZER_HELP)
-flags.DEFINE_string("npz", "", harness.npz_help())
+
+def define_flags():
+  """Defines this command's flags. Called only when it runs, so that any
+  number of commands can be imported into one process (a test session)."""
+  flags.DEFINE_list("sizes", ["small", "full"], "Sizes.")
+  flags.DEFINE_list("variants", ["glvae", "glow", "glvae_lu", "glvae_bf16",
+                                 "tfp_glow"], "Models (as in train_throughput).")
+  flags.DEFINE_string("one", "", "Internal: size:variant to measure here.")
+  flags.DEFINE_enum("step", "trainer", harness.STEPS, harness.STEP_HELP)
+  flags.DEFINE_enum("optimizer", "tfglv", harness.OPTIMIZERS,
+                    harness.OPTIMIZER_HELP)
+  flags.DEFINE_string("npz", "", harness.npz_help())
+
+
 FLAGS = flags.FLAGS
 
 
@@ -88,4 +94,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -38,27 +38,33 @@ import tfglv
 from tfglv import _compat
 from tfglv.flows import shared
 
-flags.DEFINE_enum("size", "small", list(harness.SIZES), "Model size.")
-flags.DEFINE_enum("variant", "glvae", ["glvae", "glow", "tfp_glow"],
-                  "Model to profile.")
-flags.DEFINE_enum("conv1x1", "full", ["full", "lu"], "1x1 conv.")
-flags.DEFINE_enum("compute_dtype", "float32", ["float32", "bfloat16"],
-                  "Coupling network dtype.")
-flags.DEFINE_integer("steps", 1, "Traced steps.")
-flags.DEFINE_integer("top", 25, "Op types to print.")
-flags.DEFINE_enum("step", "trainer", harness.STEPS, harness.STEP_HELP)
-flags.DEFINE_enum("optimizer", "tfglv", harness.OPTIMIZERS,
-                  harness.OPTIMIZER_HELP)
-flags.DEFINE_string("npz", "", harness.npz_help())
-flags.DEFINE_bool("first_step", False,
-                  "Time the first training step (tracing, Grappler, the "
-                  "rest of the first call) and steady steps instead.")
-flags.DEFINE_integer("steady_steps", 3,
-                     "--first_step: steady steps timed (median).")
-flags.DEFINE_bool("compare_inline", False,
-                  "--first_step: also time the step with inline blocks and "
-                  "Grappler on its whole graph (the previous path), in "
-                  "turns with the shared one.")
+
+def define_flags():
+  """Defines this command's flags. Called only when it runs, so that any
+  number of commands can be imported into one process (a test session)."""
+  flags.DEFINE_enum("size", "small", list(harness.SIZES), "Model size.")
+  flags.DEFINE_enum("variant", "glvae", ["glvae", "glow", "tfp_glow"],
+                    "Model to profile.")
+  flags.DEFINE_enum("conv1x1", "full", ["full", "lu"], "1x1 conv.")
+  flags.DEFINE_enum("compute_dtype", "float32", ["float32", "bfloat16"],
+                    "Coupling network dtype.")
+  flags.DEFINE_integer("steps", 1, "Traced steps.")
+  flags.DEFINE_integer("top", 25, "Op types to print.")
+  flags.DEFINE_enum("step", "trainer", harness.STEPS, harness.STEP_HELP)
+  flags.DEFINE_enum("optimizer", "tfglv", harness.OPTIMIZERS,
+                    harness.OPTIMIZER_HELP)
+  flags.DEFINE_string("npz", "", harness.npz_help())
+  flags.DEFINE_bool("first_step", False,
+                    "Time the first training step (tracing, Grappler, the "
+                    "rest of the first call) and steady steps instead.")
+  flags.DEFINE_integer("steady_steps", 3,
+                       "--first_step: steady steps timed (median).")
+  flags.DEFINE_bool("compare_inline", False,
+                    "--first_step: also time the step with inline blocks and "
+                    "Grappler on its whole graph (the previous path), in "
+                    "turns with the shared one.")
+
+
 FLAGS = flags.FLAGS
 
 # --first_step reads Grappler's time per pass from TensorFlow's log, which
@@ -272,4 +278,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

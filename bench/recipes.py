@@ -40,21 +40,27 @@ DEFAULT_BATCH = {"cifar10": 16, "imagenet64": 4, "lsun128": 2,
                  "celebahq256": 1, "tiny": 16}
 PAPER_CONFIGS = ["cifar10", "imagenet64", "lsun128", "celebahq256"]
 
-flags.DEFINE_list("configs", PAPER_CONFIGS, "Named configs to run (also: "
-                  "tiny, a smoke test).")
-flags.DEFINE_integer("steps", 100, "Training steps per config.")
-flags.DEFINE_list("batch_sizes", [],
-                  "Overrides as config=batch, e.g. cifar10=64. Defaults: " +
-                  ", ".join(f"{k}={v}" for k, v in DEFAULT_BATCH.items()))
-flags.DEFINE_string("npz", "", "Images for cifar10 (uint8 x_train "
-                    "[N, 32, 32, 3]); empty: the embedded synthetic data.")
-flags.DEFINE_string("model", "glvae", "Model variant.")
-flags.DEFINE_integer("init_batch_size", 256,
-                     "Images for the data-dependent init (the recipe: 1024).")
-flags.DEFINE_bool("keep_workdirs", False, "Keep the runs' workdirs.")
-flags.DEFINE_string("one", "", "Internal: run this one config and print "
-                    "its result as JSON.")
-flags.DEFINE_string("workdir", "", "Internal: the run's workdir.")
+
+def define_flags():
+  """Defines this command's flags. Called only when it runs, so that any
+  number of commands can be imported into one process (a test session)."""
+  flags.DEFINE_list("configs", PAPER_CONFIGS, "Named configs to run (also: "
+                    "tiny, a smoke test).")
+  flags.DEFINE_integer("steps", 100, "Training steps per config.")
+  flags.DEFINE_list("batch_sizes", [],
+                    "Overrides as config=batch, e.g. cifar10=64. Defaults: " +
+                    ", ".join(f"{k}={v}" for k, v in DEFAULT_BATCH.items()))
+  flags.DEFINE_string("npz", "", "Images for cifar10 (uint8 x_train "
+                      "[N, 32, 32, 3]); empty: the embedded synthetic data.")
+  flags.DEFINE_string("model", "glvae", "Model variant.")
+  flags.DEFINE_integer("init_batch_size", 256,
+                       "Images for the data-dependent init (the recipe: 1024).")
+  flags.DEFINE_bool("keep_workdirs", False, "Keep the runs' workdirs.")
+  flags.DEFINE_string("one", "", "Internal: run this one config and print "
+                      "its result as JSON.")
+  flags.DEFINE_string("workdir", "", "Internal: the run's workdir.")
+
+
 FLAGS = flags.FLAGS
 
 
@@ -193,4 +199,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

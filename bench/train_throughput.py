@@ -17,18 +17,24 @@ from absl import flags
 
 from bench import harness  # pylint: disable=g-bad-import-order
 
-flags.DEFINE_list("sizes", ["small", "full"], "Sizes to run.")
-flags.DEFINE_list("variants", ["glvae", "glow", "glvae_lu", "glvae_bf16",
-                               "glvae_lu_bf16", "tfp_glow"],
-                  "Rows: glvae, glow, glvae_lu, glow_lu, glvae_bf16, "
-                  "glvae_lu_bf16, glvae_xla, glvae_lu_xla, tfp_glow.")
-flags.DEFINE_integer("rounds", 3, "Timed rounds (median taken).")
-flags.DEFINE_integer("steps_per_round", 1, "Steps per model per round.")
-flags.DEFINE_integer("batch_size", 16, "Images per step.")
-flags.DEFINE_enum("step", "trainer", harness.STEPS, harness.STEP_HELP)
-flags.DEFINE_enum("optimizer", "tfglv", harness.OPTIMIZERS,
-                  harness.OPTIMIZER_HELP)
-flags.DEFINE_string("npz", "", harness.npz_help())
+
+def define_flags():
+  """Defines this command's flags. Called only when it runs, so that any
+  number of commands can be imported into one process (a test session)."""
+  flags.DEFINE_list("sizes", ["small", "full"], "Sizes to run.")
+  flags.DEFINE_list("variants", ["glvae", "glow", "glvae_lu", "glvae_bf16",
+                                 "glvae_lu_bf16", "tfp_glow"],
+                    "Rows: glvae, glow, glvae_lu, glow_lu, glvae_bf16, "
+                    "glvae_lu_bf16, glvae_xla, glvae_lu_xla, tfp_glow.")
+  flags.DEFINE_integer("rounds", 3, "Timed rounds (median taken).")
+  flags.DEFINE_integer("steps_per_round", 1, "Steps per model per round.")
+  flags.DEFINE_integer("batch_size", 16, "Images per step.")
+  flags.DEFINE_enum("step", "trainer", harness.STEPS, harness.STEP_HELP)
+  flags.DEFINE_enum("optimizer", "tfglv", harness.OPTIMIZERS,
+                    harness.OPTIMIZER_HELP)
+  flags.DEFINE_string("npz", "", harness.npz_help())
+
+
 FLAGS = flags.FLAGS
 
 
@@ -100,4 +106,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -56,31 +56,38 @@ from tfglv import configs
 from tfglv import training
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("npz", None,
-                    "Any .npz of uint8 images x_train, x_test [N, H, W, C]; "
-                    f"default: the CIFAR-10 subset (${cifar_subset.ENV}, else "
-                    f"{cifar_subset.DEFAULT}) if present, else the embedded "
-                    "synthetic data at 32x32.")
+
+
+def define_flags():
+  """Defines this command's flags. Called only when it runs, so that any
+  number of commands can be imported into one process (a test session)."""
+  flags.DEFINE_string("npz", None,
+                      "Any .npz of uint8 images x_train, x_test [N, H, W, C]; "
+                      f"default: the CIFAR-10 subset (${cifar_subset.ENV}, else "
+                      f"{cifar_subset.DEFAULT}) if present, else the embedded "
+                      "synthetic data at 32x32.")
+  flags.DEFINE_list("models", DEFAULT_ROWS,
+                    "Rows to train: a variant, optionally with overrides of "
+                    "its own, <variant>[:<field>=<value>]..., e.g. "
+                    "glvae:model.dequantization=variational.")
+  flags.DEFINE_float("minutes_per_model", 6.0, "Training wall time per model.")
+  flags.DEFINE_integer("batch_size", 32, "Global batch.")
+  flags.DEFINE_integer("eval_posterior_samples", 5, "k of the test bpd.")
+  flags.DEFINE_string("workdir_root", None,
+                      "A new or empty directory for the runs (never emptied "
+                      "or deleted); default: a new temporary directory.")
+  flags.DEFINE_string("augmentation", "cifar",
+                      "data.augmentation of the runs (cifar, flip, none).")
+  flags.DEFINE_multi_string("set", [], "Extra config overrides, field=value.")
+  flags.DEFINE_bool("parallel", True, "Train the variants concurrently, one "
+                    "process each (fair under outside load).")
+  flags.DEFINE_string("result_json", None, "Internal: where a child process "
+                      "writes its row.")
+
+
 # Every variant, and glvae with variational dequantization (issue 13).
 DEFAULT_ROWS = list(configs.MODEL_VARIANTS) + [
     "glvae:model.dequantization=variational"]
-flags.DEFINE_list("models", DEFAULT_ROWS,
-                  "Rows to train: a variant, optionally with overrides of "
-                  "its own, <variant>[:<field>=<value>]..., e.g. "
-                  "glvae:model.dequantization=variational.")
-flags.DEFINE_float("minutes_per_model", 6.0, "Training wall time per model.")
-flags.DEFINE_integer("batch_size", 32, "Global batch.")
-flags.DEFINE_integer("eval_posterior_samples", 5, "k of the test bpd.")
-flags.DEFINE_string("workdir_root", None,
-                    "A new or empty directory for the runs (never emptied "
-                    "or deleted); default: a new temporary directory.")
-flags.DEFINE_string("augmentation", "cifar",
-                    "data.augmentation of the runs (cifar, flip, none).")
-flags.DEFINE_multi_string("set", [], "Extra config overrides, field=value.")
-flags.DEFINE_bool("parallel", True, "Train the variants concurrently, one "
-                  "process each (fair under outside load).")
-flags.DEFINE_string("result_json", None, "Internal: where a child process "
-                    "writes its row.")
 
 # A model that makes visible progress in minutes on two CPU cores (at
 # 32x32; the size and channels follow the data).
@@ -263,4 +270,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -20,24 +20,28 @@ from tfglv.export_lib import tflite
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("workdir", None,
-                    "Training run directory (config.json + checkpoints/); "
-                    "its latest checkpoint is exported.")
-flags.DEFINE_string("export_dir", None,
-                    "Base directory TF Serving watches; the SavedModel goes "
-                    "to <export_dir>/<model_name>/<version>/.")
-flags.DEFINE_string("model_name", "tfglv", "Model name (a directory name).")
-flags.DEFINE_integer("version", None,
-                     "Integer version; default: one more than the largest "
-                     "present (1 if none). Never overwrites.")
-flags.DEFINE_list("tflite", [],
-                  "TF Lite variants to write, comma-separated, from: "
-                  f"{', '.join(tflite.VARIANTS)}. Empty: none.")
-flags.DEFINE_integer("tflite_batch_size", 1,
-                     "Fixed batch N of the TF Lite signatures.")
-flags.DEFINE_string("checkpoint", None,
-                    "A checkpoint path to export instead of the latest.")
-flags.mark_flags_as_required(["workdir", "export_dir"])
+
+def define_flags():
+  """Defines this command's flags. Called only when it runs, so that any
+  number of commands can be imported into one process (a test session)."""
+  flags.DEFINE_string("workdir", None,
+                      "Training run directory (config.json + checkpoints/); "
+                      "its latest checkpoint is exported.")
+  flags.DEFINE_string("export_dir", None,
+                      "Base directory TF Serving watches; the SavedModel goes "
+                      "to <export_dir>/<model_name>/<version>/.")
+  flags.DEFINE_string("model_name", "tfglv", "Model name (a directory name).")
+  flags.DEFINE_integer("version", None,
+                       "Integer version; default: one more than the largest "
+                       "present (1 if none). Never overwrites.")
+  flags.DEFINE_list("tflite", [],
+                    "TF Lite variants to write, comma-separated, from: "
+                    f"{', '.join(tflite.VARIANTS)}. Empty: none.")
+  flags.DEFINE_integer("tflite_batch_size", 1,
+                       "Fixed batch N of the TF Lite signatures.")
+  flags.DEFINE_string("checkpoint", None,
+                      "A checkpoint path to export instead of the latest.")
+  flags.mark_flags_as_required(["workdir", "export_dir"])
 
 
 def main(argv):
@@ -56,4 +60,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   cli.run(main, "export.main")

@@ -112,6 +112,17 @@ def sublayers(layer) -> list:
 _REWRITES_OFF_OPTIONS = {}
 
 
+def untracked_dict(owner, name: str) -> dict:
+  """`owner.<name>`, a dict created on first use, stored past Keras's and
+  TF's attribute tracking: not a weight, not part of checkpoints or exports
+  (traced functions cached on a layer or model)."""
+  value = owner.__dict__.get(name)
+  if value is None:
+    value = {}
+    object.__setattr__(owner, name, value)
+  return value
+
+
 @contextlib.contextmanager
 def graph_rewrites_off(*rewrites: str):
   """Functions first run inside are optimised without Grappler `rewrites`.

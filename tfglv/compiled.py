@@ -130,12 +130,7 @@ def _spec(tensor: tf.Tensor, batched: bool) -> tf.TensorSpec:
 
 def _functions(model) -> dict:
   """The model's traced functions, outside Keras's and TF's tracking."""
-  functions = model.__dict__.get("_compiled_functions")
-  if functions is None:
-    functions = {}
-    # A plain attribute: not a weight, not part of checkpoints or exports.
-    object.__setattr__(model, "_compiled_functions", functions)
-  return functions
+  return _compat.untracked_dict(model, "_compiled_functions")
 
 
 def _run(method, model, static, names, *tensors):

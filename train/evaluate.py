@@ -23,61 +23,65 @@ from tfglv.evaluation import representations
 FLAGS = flags.FLAGS
 _DEFAULTS = commands.EvaluationOptions()
 
-flags.DEFINE_string("workdir", None,
-                    "Training run directory (config.json + checkpoints/).")
-flags.DEFINE_list("task", ["all"],
-                  f"Tasks to run: {', '.join(commands.TASKS)}, or all (fid "
-                  f"only with --inception_weights).")
-flags.DEFINE_string("checkpoint", None,
-                    "A checkpoint path to evaluate instead of the latest.")
-flags.DEFINE_string("split", _DEFAULTS.split,
-                    f"Split for bpd, reconstructions, switch, interpolate and "
-                    f"FID's real images: {', '.join(sources.SPLITS)}.")
-flags.DEFINE_integer("max_examples", 0,
-                     "Use at most this many images of --split (0: all).")
-flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size,
-                     "Images per model call.")
-flags.DEFINE_integer("posterior_samples", _DEFAULTS.posterior_samples,
-                     "k, posterior samples per image of the bits/dim bounds.")
-flags.DEFINE_list("temperatures",
-                  [str(t) for t in representations.SAMPLE_TEMPERATURES],
-                  "Sample temperatures (scale v only), each > 0.")
-flags.DEFINE_integer("num_images", _DEFAULTS.num_images,
-                     "Images per sample grid (reconstructions: a quarter).")
-flags.DEFINE_integer("num_pairs", _DEFAULTS.num_pairs,
-                     "Image pairs in the switch grid.")
-flags.DEFINE_integer("switch_score_pairs", _DEFAULTS.switch_score_pairs,
-                     "Pairs of --split whose switches the switch task scores "
-                     "(at most half the split).")
-flags.DEFINE_integer("classifier_max_train", _DEFAULTS.classifier_max_train,
-                     "Train images of the switch task's classifier "
-                     "(0: all).")
-flags.DEFINE_integer("num_interpolations", _DEFAULTS.num_interpolations,
-                     "2-D interpolation grids (one per image pair).")
-flags.DEFINE_float("probe_C", _DEFAULTS.probe_C,
-                   "Inverse regularisation of the probe's LinearSVC; C=1 on "
-                   "raw 32x32 pixels takes far longer to converge.")
-flags.DEFINE_integer("probe_max_train", 0,
-                     "Probe on at most this many training images (0: all).")
-flags.DEFINE_integer("probe_max_test", 0,
-                     "Score on at most this many test images (0: all).")
-flags.DEFINE_integer("probe_max_iter", _DEFAULTS.probe_max_iter,
-                     "Iteration cap of the probe's solver.")
-flags.DEFINE_string("inception_weights", "",
-                    "Keras weights file of the no-top InceptionV3 for FID "
-                    "('imagenet': Keras downloads them; needs network).")
-flags.DEFINE_integer("fid_num_samples", _DEFAULTS.fid_num_samples,
-                     "Samples for FID (the paper used 50000).")
-flags.DEFINE_float("fid_temperature", _DEFAULTS.fid_temperature,
-                   "Temperature of the FID samples.")
-flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of all evaluation noise.")
-flags.DEFINE_string("output_dir", "",
-                    "Where results go; default: <workdir>/eval. Checked for "
-                    "writing before any evaluation starts (for a read-only "
-                    "workdir, pass a directory of your own).")
-flags.DEFINE_integer("figure_scale", _DEFAULTS.figure_scale,
-                     "Enlarge every figure cell this many times (nearest "
-                     "neighbour); 0: to at least 96 px.")
+
+def define_flags():
+  """Defines this command's flags. Called only when it runs, so that any
+  number of commands can be imported into one process (a test session)."""
+  flags.DEFINE_string("workdir", None,
+                      "Training run directory (config.json + checkpoints/).")
+  flags.DEFINE_list("task", ["all"],
+                    f"Tasks to run: {', '.join(commands.TASKS)}, or all (fid "
+                    f"only with --inception_weights).")
+  flags.DEFINE_string("checkpoint", None,
+                      "A checkpoint path to evaluate instead of the latest.")
+  flags.DEFINE_string("split", _DEFAULTS.split,
+                      "Split for bpd, reconstructions, switch, interpolate and "
+                      f"FID's real images: {', '.join(sources.SPLITS)}.")
+  flags.DEFINE_integer("max_examples", 0,
+                       "Use at most this many images of --split (0: all).")
+  flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size,
+                       "Images per model call.")
+  flags.DEFINE_integer("posterior_samples", _DEFAULTS.posterior_samples,
+                       "k, posterior samples per image of the bits/dim bounds.")
+  flags.DEFINE_list("temperatures",
+                    [str(t) for t in representations.SAMPLE_TEMPERATURES],
+                    "Sample temperatures (scale v only), each > 0.")
+  flags.DEFINE_integer("num_images", _DEFAULTS.num_images,
+                       "Images per sample grid (reconstructions: a quarter).")
+  flags.DEFINE_integer("num_pairs", _DEFAULTS.num_pairs,
+                       "Image pairs in the switch grid.")
+  flags.DEFINE_integer("switch_score_pairs", _DEFAULTS.switch_score_pairs,
+                       "Pairs of --split whose switches the switch task scores "
+                       "(at most half the split).")
+  flags.DEFINE_integer("classifier_max_train", _DEFAULTS.classifier_max_train,
+                       "Train images of the switch task's classifier "
+                       "(0: all).")
+  flags.DEFINE_integer("num_interpolations", _DEFAULTS.num_interpolations,
+                       "2-D interpolation grids (one per image pair).")
+  flags.DEFINE_float("probe_C", _DEFAULTS.probe_C,
+                     "Inverse regularisation of the probe's LinearSVC; C=1 on "
+                     "raw 32x32 pixels takes far longer to converge.")
+  flags.DEFINE_integer("probe_max_train", 0,
+                       "Probe on at most this many training images (0: all).")
+  flags.DEFINE_integer("probe_max_test", 0,
+                       "Score on at most this many test images (0: all).")
+  flags.DEFINE_integer("probe_max_iter", _DEFAULTS.probe_max_iter,
+                       "Iteration cap of the probe's solver.")
+  flags.DEFINE_string("inception_weights", "",
+                      "Keras weights file of the no-top InceptionV3 for FID "
+                      "('imagenet': Keras downloads them; needs network).")
+  flags.DEFINE_integer("fid_num_samples", _DEFAULTS.fid_num_samples,
+                       "Samples for FID (the paper used 50000).")
+  flags.DEFINE_float("fid_temperature", _DEFAULTS.fid_temperature,
+                     "Temperature of the FID samples.")
+  flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of all evaluation noise.")
+  flags.DEFINE_string("output_dir", "",
+                      "Where results go; default: <workdir>/eval. Checked for "
+                      "writing before any evaluation starts (for a read-only "
+                      "workdir, pass a directory of your own).")
+  flags.DEFINE_integer("figure_scale", _DEFAULTS.figure_scale,
+                       "Enlarge every figure cell this many times (nearest "
+                       "neighbour); 0: to at least 96 px.")
 
 
 def options_from_flags() -> commands.EvaluationOptions:
@@ -120,4 +124,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   cli.run(main, "train.evaluate")

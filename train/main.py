@@ -30,19 +30,63 @@ from tfglv import training
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_enum("config", "tiny", configs.CONFIG_NAMES,
-                  "Named config to start from.")
-flags.DEFINE_string("workdir", None,
-                    "Run directory: config.json, checkpoints, TensorBoard "
-                    "logs, sample PNGs. An existing run there is resumed.")
-flags.DEFINE_integer(
-    "num_cpu_devices", 0,
-    "Split the CPU into this many logical devices (MirroredStrategy "
-    "replicas on a machine without GPUs); 0 leaves the devices alone.")
-flags.DEFINE_multi_string(
-    "set", [], "Override any config field: --set train.batch_size=64 "
-    "(repeatable, in order; lists as JSON, e.g. --set "
-    "'model.encoder.channels=[8,8]'; see tfglv/configs/schema.py).")
+
+def define_flags():
+  """Defines this command's flags. Called only when it runs, so that any
+  number of commands can be imported into one process (a test session)."""
+  flags.DEFINE_enum("config", "tiny", configs.CONFIG_NAMES,
+                    "Named config to start from.")
+  flags.DEFINE_string("workdir", None,
+                      "Run directory: config.json, checkpoints, TensorBoard "
+                      "logs, sample PNGs. An existing run there is resumed.")
+  flags.DEFINE_integer(
+      "num_cpu_devices", 0,
+      "Split the CPU into this many logical devices (MirroredStrategy "
+      "replicas on a machine without GPUs); 0 leaves the devices alone.")
+  flags.DEFINE_multi_string(
+      "set", [], "Override any config field: --set train.batch_size=64 "
+      "(repeatable, in order; lists as JSON, e.g. --set "
+      "'model.encoder.channels=[8,8]'; see tfglv/configs/schema.py).")
+  flags.DEFINE_enum("model", None, configs.MODEL_VARIANTS,
+                    "Model variant (default: glvae).")
+  flags.DEFINE_string(
+      "dataset", None,
+      "synthetic (embedded, no files; the tiny default), cifar10, "
+      "downsampled_imagenet/64x64, lsun/bedroom, celeb_a_hq/256 (TFDS, "
+      "prepared offline under --data_dir), npz or folder (see --data_path).")
+  flags.DEFINE_string("data_dir", None, "TFDS data_dir (never downloads).")
+  flags.DEFINE_string("data_path", None,
+                      "The .npz file or image folder of --dataset=npz/folder.")
+  flags.DEFINE_integer("batch_size", None,
+                       "Global batch, split evenly over the replicas.")
+  flags.DEFINE_integer("num_steps", None, "Total training steps.")
+  flags.DEFINE_float("learning_rate", None, "Peak AdamW learning rate.")
+  flags.DEFINE_integer("checkpoint_every", None, "Steps between checkpoints.")
+  flags.DEFINE_integer("eval_every", None, "Steps between test evaluations.")
+  flags.DEFINE_integer("seed", None, "Seed of data order, noise and init.")
+  flags.DEFINE_integer("figure_scale", None,
+                       "Enlarge the sample PNGs' cells this many times "
+                       "(nearest neighbour); default 0: to at least 96 px.")
+  flags.DEFINE_enum("strategy", None, configs.STRATEGIES,
+                    "mirrored (default; all local GPUs or CPU devices), "
+                    "one_device, or multi_worker (cluster from TF_CONFIG).")
+  flags.DEFINE_float(
+      "max_train_seconds", 0.0,
+      "Stop after this many seconds of training steps (start-up, tracing, "
+      "evaluation and checkpoints not counted), with a checkpoint, an "
+      "evaluation and samples as at the last step; 0: no limit. Running the "
+      "command again continues the run.")
+  flags.DEFINE_bool(
+      "allow_config_changes", False,
+      "Continue an existing run with changed train.*/data.* settings beyond "
+      "the number of steps, learning rate and intervals (e.g. another "
+      "dataset); the changes are recorded in its config.json.")
+  flags.DEFINE_float(
+      "multi_worker_timeout_seconds",
+      training.distribute.DEFAULT_MULTI_WORKER_TIMEOUT_SECONDS,
+      "--strategy=multi_worker: stop with an error if the workers of "
+      "TF_CONFIG have not all started and connected within this time.")
+
 
 # Shortcuts for the most common single fields.
 _SHORTCUTS = {
@@ -59,45 +103,6 @@ _SHORTCUTS = {
     "strategy": "train.strategy",
     "figure_scale": "train.figure_scale",
 }
-flags.DEFINE_enum("model", None, configs.MODEL_VARIANTS,
-                  "Model variant (default: glvae).")
-flags.DEFINE_string(
-    "dataset", None,
-    "synthetic (embedded, no files; the tiny default), cifar10, "
-    "downsampled_imagenet/64x64, lsun/bedroom, celeb_a_hq/256 (TFDS, "
-    "prepared offline under --data_dir), npz or folder (see --data_path).")
-flags.DEFINE_string("data_dir", None, "TFDS data_dir (never downloads).")
-flags.DEFINE_string("data_path", None,
-                    "The .npz file or image folder of --dataset=npz/folder.")
-flags.DEFINE_integer("batch_size", None,
-                     "Global batch, split evenly over the replicas.")
-flags.DEFINE_integer("num_steps", None, "Total training steps.")
-flags.DEFINE_float("learning_rate", None, "Peak AdamW learning rate.")
-flags.DEFINE_integer("checkpoint_every", None, "Steps between checkpoints.")
-flags.DEFINE_integer("eval_every", None, "Steps between test evaluations.")
-flags.DEFINE_integer("seed", None, "Seed of data order, noise and init.")
-flags.DEFINE_integer("figure_scale", None,
-                     "Enlarge the sample PNGs' cells this many times "
-                     "(nearest neighbour); default 0: to at least 96 px.")
-flags.DEFINE_enum("strategy", None, configs.STRATEGIES,
-                  "mirrored (default; all local GPUs or CPU devices), "
-                  "one_device, or multi_worker (cluster from TF_CONFIG).")
-flags.DEFINE_float(
-    "max_train_seconds", 0.0,
-    "Stop after this many seconds of training steps (start-up, tracing, "
-    "evaluation and checkpoints not counted), with a checkpoint, an "
-    "evaluation and samples as at the last step; 0: no limit. Running the "
-    "command again continues the run.")
-flags.DEFINE_bool(
-    "allow_config_changes", False,
-    "Continue an existing run with changed train.*/data.* settings beyond "
-    "the number of steps, learning rate and intervals (e.g. another "
-    "dataset); the changes are recorded in its config.json.")
-flags.DEFINE_float(
-    "multi_worker_timeout_seconds",
-    training.distribute.DEFAULT_MULTI_WORKER_TIMEOUT_SECONDS,
-    "--strategy=multi_worker: stop with an error if the workers of "
-    "TF_CONFIG have not all started and connected within this time.")
 
 
 def config_from_flags() -> configs.Config:
@@ -193,4 +198,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   cli.run(main, "train.main", flags_parser=parse_flags)

@@ -67,6 +67,7 @@ FLAGS_DRIVER = r"""
 import json, sys
 from absl import app, flags
 from train import main as train_main
+train_main.define_flags()
 results = []
 for argv in json.loads(sys.argv[1]):
   flags.FLAGS.unparse_flags()

@@ -32,6 +32,7 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
+from tfglv import _compat
 from tfglv.flows import base
 
 # > 0 inside `inlined()`. Not thread-local: a distribution strategy traces
@@ -66,12 +67,7 @@ def _spec(tensor: tf.Tensor) -> tf.TensorSpec:
 
 def _functions(owner) -> dict:
   """The traced functions of `owner`'s blocks, outside Keras's tracking."""
-  functions = owner.__dict__.get("_shared_block_functions")
-  if functions is None:
-    functions = {}
-    # A plain attribute: not a weight, not part of checkpoints or exports.
-    object.__setattr__(owner, "_shared_block_functions", functions)
-  return functions
+  return _compat.untracked_dict(owner, "_shared_block_functions")
 
 
 def tracing_count(owner) -> int:
