@@ -9,6 +9,7 @@ With 2 threads running ops in parallel the shares are of summed op time,
 not of wall time.
 
     python -m bench.profile_step --size=full --first_step [--compare_inline]
+    python -m bench.profile_step --size=full --first_step --inline_blocks
 
 times the first training step instead (the trainer's `TrainStep`), in wall
 and CPU seconds: Python tracing, Grappler (its passes, from TensorFlow's
@@ -16,7 +17,9 @@ meta-optimizer log), the rest of the first call (instantiating the graphs,
 the first run), then steady steps. `--compare_inline` also builds the step
 as it was before the blocks were shared (inline blocks, Grappler on the
 whole graph) in the same process and times both in turns: the steady-state
-ratio of the two.
+ratio of the two. `--inline_blocks` times the first step of that previous
+path instead; run it in a process of its own (Python's and TensorFlow's
+caches warmed by one path would flatter the other).
 """
 
 import collections
@@ -63,6 +66,10 @@ def define_flags():
                     "--first_step: also time the step with inline blocks and "
                     "Grappler on its whole graph (the previous path), in "
                     "turns with the shared one.")
+  flags.DEFINE_bool("inline_blocks", False,
+                    "--first_step: time the first step of the previous path "
+                    "instead (inline blocks, Grappler on its whole graph); "
+                    "run it in a process of its own, next to one without.")
 
 
 FLAGS = flags.FLAGS
@@ -162,8 +169,12 @@ def first_step(model, images):
   """Prints the first step's breakdown (and, --compare_inline, the steady
   ratio to the previous path)."""
   step, iterator = trainer_step(model, images, FLAGS.optimizer)
+  path = contextlib.nullcontext()
+  if FLAGS.inline_blocks:
+    step.rewrites_off = lambda: ()  # Grappler on its whole graph.
+    path = shared.inlined()
   with _stderr_captured() as log:
-    with harness.Stopwatch() as tracing:
+    with harness.Stopwatch() as tracing, path:
       graph = step.trace(iterator).graph
     with harness.Stopwatch() as first_call:
       float(step.train_step(iterator)["loss"])
@@ -180,7 +191,9 @@ def first_step(model, images):
   rest = harness.Timing(first_call.timing.wall - grappler,
                         first_call.timing.cpu - grappler)
   harness.print_table(
-      f"First training step, {FLAGS.variant} {FLAGS.size} ({FLAGS.conv1x1}, "
+      f"First training step, {FLAGS.variant} {FLAGS.size}, "
+      f"{'inline' if FLAGS.inline_blocks else 'shared'} blocks "
+      f"({FLAGS.conv1x1}, "
       f"{FLAGS.compute_dtype}, batch {images.shape[0]}): "
       f"{len(graph.as_graph_def().node)} nodes in the step's graph, "
       f"{shared.tracing_count(model.decoder)} shared block functions; "
