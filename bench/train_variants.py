@@ -172,14 +172,15 @@ def flags_config(spec: str) -> configs.Config:
 
 
 def format_table(rows) -> str:
-  header = ("| model | parameters | steps | train img/s | test bpd (k={k}) "
-            "| test iw bpd | last train bpd |").format(
+  header = ("| model | parameters | steps | train img/s | train img/CPU-s "
+            "| test bpd (k={k}) | test iw bpd | last train bpd |").format(
                 k=FLAGS.eval_posterior_samples)
-  lines = [header, "|" + "---|" * 7]
+  lines = [header, "|" + "---|" * 8]
   for row in rows:
     lines.append(
         f"| {row['model']} | {row['num_parameters']:,} | {row['step']} | "
-        f"{row['images_per_second']:.0f} | {row['bpd']:.3f} | "
+        f"{row['images_per_second']:.0f} | "
+        f"{row['images_per_cpu_second']:.1f} | {row['bpd']:.3f} | "
         f"{row['iw_bpd']:.3f} | {row['train_bpd']:.3f} |")
   return "\n".join(lines)
 
@@ -193,11 +194,13 @@ def train_one(model: str):
       max_train_seconds=60 * FLAGS.minutes_per_model)
   evaluation = summary["evaluations"][-1]
   train_seconds = summary["train_seconds_after_first_step"]
+  cpu_seconds = summary["train_cpu_seconds_after_first_step"]
+  trained_images = (summary["step"] - 1) * config.train.batch_size
   row = {
       "model": model, "num_parameters": summary["num_parameters"],
       "step": summary["step"],
-      "images_per_second": (summary["step"] - 1) * config.train.batch_size
-                           / max(train_seconds, 1e-9),
+      "images_per_second": trained_images / max(train_seconds, 1e-9),
+      "images_per_cpu_second": trained_images / max(cpu_seconds, 1e-9),
       "bpd": evaluation["bpd"], "iw_bpd": evaluation["iw_bpd"],
       "train_bpd": summary["train_history"][-1]["bpd"],
   }

@@ -22,7 +22,8 @@ SUMMARY_KEYS = [
     "config", "model", "dataset", "start_step", "step", "skipped_steps",
     "num_parameters", "num_replicas", "global_batch_size",
     "actnorm_initialized", "wall_time_seconds",
-    "train_seconds_after_first_step", "train_history", "evaluations",
+    "train_seconds_after_first_step", "train_cpu_seconds_after_first_step",
+    "train_history", "evaluations",
     "replica_max_abs_difference", "latest_checkpoint", "num_workers",
     "state_digest"]
 

@@ -115,6 +115,10 @@ def test_loss_decreases_on_real_cifar_images(tmp_path):
   history = summary["train_history"]
   assert [h["step"] for h in history] == [10, 20, 30, 40]
   assert summary["skipped_steps"] == 0
+  # 39 timed steps: wall and CPU seconds both counted, neither the first.
+  assert 0 < summary["train_seconds_after_first_step"] < summary[
+      "wall_time_seconds"]
+  assert 0 < summary["train_cpu_seconds_after_first_step"]
   # 8-bit CIFAR starts near 8 bits/dim; 40 small steps win well over 0.5.
   assert history[-1]["bpd"] < history[0]["bpd"] - 0.5, history
 

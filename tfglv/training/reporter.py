@@ -198,8 +198,8 @@ class Reporter:
 
   # --------------------------------------------------------------- summary
   def summary(self, start_step: int, step: int, skipped_steps: int,
-              train_seconds: float, latest_checkpoint: Optional[str]
-              ) -> Dict:
+              train_seconds: float, latest_checkpoint: Optional[str],
+              train_cpu_seconds: Optional[float] = None) -> Dict:
     """What train_summary.json holds (flushes the TensorBoard writers).
 
     Logs the state digest, on every worker: equal digests mean
@@ -218,6 +218,9 @@ class Reporter:
         "actnorm_initialized": self.model.is_initialized,
         "wall_time_seconds": time.time() - self.start_time,
         "train_seconds_after_first_step": train_seconds,
+        # The process's user + system time over the same steps: what a
+        # shared machine does not inflate (all of the process's threads).
+        "train_cpu_seconds_after_first_step": train_cpu_seconds,
         "train_history": self.history, "evaluations": self.evaluations,
         "replica_max_abs_difference": {
             "actnorm": distribute.replica_max_abs_difference(

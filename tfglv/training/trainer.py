@@ -205,9 +205,10 @@ class Trainer:
     if distribute.is_chief(self.strategy):
       rundir.save_config(self.workdir, self.config, self.config_changes)
     self.reporter.start(start_step, max_train_seconds)
-    train_seconds = 0.0
+    train_seconds, cpu_seconds = 0.0, 0.0
     if start_step < train.num_steps:
-      train_seconds = self._train_loop(start_step, max_train_seconds, stop)
+      train_seconds, cpu_seconds = self._train_loop(start_step,
+                                                    max_train_seconds, stop)
     else:
       logging.info("Nothing to train: the run is at step %d of %d.",
                    start_step, train.num_steps)
@@ -215,7 +216,8 @@ class Trainer:
         self._save_checkpoint(0)
     summary = self.reporter.summary(
         start_step, int(self.step.numpy()), int(self.skipped_steps.numpy()),
-        train_seconds, self.checkpoint_manager.latest_checkpoint)
+        train_seconds, self.checkpoint_manager.latest_checkpoint,
+        cpu_seconds)
     # Also the last collective, so no worker leaves while others still work.
     distribute.check_workers_agree(
         self.strategy, int(summary["state_digest"][:13], 16),
@@ -248,24 +250,28 @@ class Trainer:
 
   def _train_loop(self, start_step: int, max_train_seconds: Optional[float],
                   stop: signals.StopRequests) -> float:
-    """Steps from `start_step`; returns seconds spent after the first."""
+    """Steps from `start_step`; returns the wall and the process's CPU
+    seconds spent stepping after the first step."""
     train = self.config.train
     iterator = inputs.train_iterator(self.config, self.strategy, start_step)
     interval: List[Dict] = []
     interval_start = time.time()
     train_seconds, first_step_end = 0.0, None
+    cpu_seconds, last_cpu = 0.0, None
     step = start_step
     done = False
     while not done:
       interval.append(self.train_step.train_step(iterator))
       step += 1
-      now = time.time()
+      now, cpu = time.time(), time.process_time()
       if first_step_end is None:
         float(interval[-1]["loss"])  # Wait for the traced first step.
         first_step_end = now = time.time()
+        cpu = time.process_time()
       else:
         train_seconds += now - last_step_end
-      last_step_end = now
+        cpu_seconds += cpu - last_cpu
+      last_step_end, last_cpu = now, cpu
       done = step >= train.num_steps or (
           max_train_seconds is not None and train_seconds >= max_train_seconds)
       if step % train.log_every == 0 or done or stop.received:
@@ -287,8 +293,8 @@ class Trainer:
       if not interval:
         interval_start = time.time()
       # Checkpoints, evaluation and samples are not training time.
-      last_step_end = time.time()
-    return train_seconds
+      last_step_end, last_cpu = time.time(), time.process_time()
+    return train_seconds, cpu_seconds
 
 
 class CheckpointSaveError(RuntimeError):
