@@ -34,10 +34,7 @@ def define_flags():
                     "Rows (see bench.train_throughput).")
   flags.DEFINE_integer("rounds", 3, "Timed rounds per model (median).")
   flags.DEFINE_integer("matmul_size", 2048, "n of the n x n peak matmul.")
-  flags.DEFINE_enum("step", "trainer", harness.STEPS, harness.STEP_HELP)
-  flags.DEFINE_enum("optimizer", "tfglv", harness.OPTIMIZERS,
-                    harness.OPTIMIZER_HELP)
-  flags.DEFINE_string("npz", "", harness.npz_help())
+  harness.define_step_flags()
 
 
 FLAGS = flags.FLAGS

@@ -9,10 +9,10 @@ twice (`Timing`): wall seconds and the process's CPU-seconds, and every
 table prints images per CPU-second next to images per second
 (`speed_cells`): other processes stretch the first, hardly the second.
 
-This module defines no flags: the entry points (the `bench/*.py` with
-`app.run`) define their own and pass their values in, e.g.
+This module defines no flags when imported: the entry points (the
+`bench/*.py` with `app.run`) define theirs when run, the ones that train
+a step by `define_step_flags()`, and pass the values in, e.g.
 
-    flags.DEFINE_enum("step", "trainer", harness.STEPS, harness.STEP_HELP)
     step = harness.step_for(model, FLAGS.step, FLAGS.optimizer)
 """
 
@@ -21,6 +21,8 @@ import statistics
 import time
 from typing import Callable, Dict, NamedTuple, Optional
 import warnings
+
+from absl import flags
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 warnings.filterwarnings("ignore")
@@ -199,6 +201,14 @@ STEP_HELP = ("trainer: tfglv's TrainStep, as train.main runs it; plain: "
 OPTIMIZERS = ("tfglv", "keras")
 OPTIMIZER_HELP = ("tfglv: the trainer's fused AdamW; keras: "
                   "keras.optimizers.AdamW. Every model uses the same one.")
+
+
+def define_step_flags():
+  """--step, --optimizer and --npz, as every bench that trains takes them
+  (called from its `define_flags`)."""
+  flags.DEFINE_enum("step", STEPS[0], STEPS, STEP_HELP)
+  flags.DEFINE_enum("optimizer", OPTIMIZERS[0], OPTIMIZERS, OPTIMIZER_HELP)
+  flags.DEFINE_string("npz", "", npz_help())
 
 
 def step_for(model, step: str, optimizer: str, jit_compile: bool = False,

@@ -28,10 +28,7 @@ def define_flags():
   flags.DEFINE_list("variants", ["glvae", "glow", "glvae_lu", "glvae_bf16",
                                  "tfp_glow"], "Models (as in train_throughput).")
   flags.DEFINE_string("one", "", "Internal: size:variant to measure here.")
-  flags.DEFINE_enum("step", "trainer", harness.STEPS, harness.STEP_HELP)
-  flags.DEFINE_enum("optimizer", "tfglv", harness.OPTIMIZERS,
-                    harness.OPTIMIZER_HELP)
-  flags.DEFINE_string("npz", "", harness.npz_help())
+  harness.define_step_flags()
 
 
 FLAGS = flags.FLAGS

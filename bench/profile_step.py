@@ -53,10 +53,7 @@ def define_flags():
                     "Coupling network dtype.")
   flags.DEFINE_integer("steps", 1, "Traced steps.")
   flags.DEFINE_integer("top", 25, "Op types to print.")
-  flags.DEFINE_enum("step", "trainer", harness.STEPS, harness.STEP_HELP)
-  flags.DEFINE_enum("optimizer", "tfglv", harness.OPTIMIZERS,
-                    harness.OPTIMIZER_HELP)
-  flags.DEFINE_string("npz", "", harness.npz_help())
+  harness.define_step_flags()
   flags.DEFINE_bool("first_step", False,
                     "Time the first training step (tracing, Grappler, the "
                     "rest of the first call) and steady steps instead.")

@@ -29,10 +29,7 @@ def define_flags():
   flags.DEFINE_integer("rounds", 3, "Timed rounds (median taken).")
   flags.DEFINE_integer("steps_per_round", 1, "Steps per model per round.")
   flags.DEFINE_integer("batch_size", 16, "Images per step.")
-  flags.DEFINE_enum("step", "trainer", harness.STEPS, harness.STEP_HELP)
-  flags.DEFINE_enum("optimizer", "tfglv", harness.OPTIMIZERS,
-                    harness.OPTIMIZER_HELP)
-  flags.DEFINE_string("npz", "", harness.npz_help())
+  harness.define_step_flags()
 
 
 FLAGS = flags.FLAGS

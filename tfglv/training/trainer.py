@@ -34,7 +34,7 @@ import errno
 import os
 import shutil
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from absl import logging
 import keras
@@ -249,7 +249,7 @@ class Trainer:
         rundir.checkpoint_directory(self.workdir), self.strategy)
 
   def _train_loop(self, start_step: int, max_train_seconds: Optional[float],
-                  stop: signals.StopRequests) -> float:
+                  stop: signals.StopRequests) -> Tuple[float, float]:
     """Steps from `start_step`; returns the wall and the process's CPU
     seconds spent stepping after the first step."""
     train = self.config.train
