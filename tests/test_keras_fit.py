@@ -35,7 +35,7 @@ def _weights(model):
   return [v.numpy().copy() for v in model.trainable_variables]
 
 
-@pytest.mark.slow  # 20-60 s; the default suite checks this path more cheaply.
+@pytest.mark.slow  # 30 s. Default: the trainer's real-CIFAR loss test.
 @pytest.mark.skipif(not os.path.exists(CIFAR_SUBSET),
                     reason="real CIFAR subset (../shared/data) is absent")
 def test_fit_lowers_test_bits_per_dim_on_real_cifar():
@@ -203,7 +203,7 @@ def fit_with_backup(backup_dir, kill_after_epoch=0):
           [v.numpy() for v in model.variables])
 
 
-@pytest.mark.slow  # 20-60 s; the default suite checks this path more cheaply.
+@pytest.mark.slow  # 48 s. Default: the trainer's kill-and-resume test.
 def test_backup_and_restore_resumes_after_a_kill(tmp_path):
   backup = tmp_path / "backup"
   killed = _run("import sys; import test_keras_fit as t; "
@@ -297,7 +297,7 @@ print("skip ok")
 """
 
 
-@pytest.mark.slow  # 20-60 s; the default suite checks this path more cheaply.
+@pytest.mark.slow  # 59 s. Default: the trainer's two-replica test (not fit's).
 def test_fit_under_mirrored_strategy_with_two_cpu_replicas():
   run = _run(_MIRRORED_RUN)
   assert run.returncode == 0, run.stderr[-4000:]

@@ -138,7 +138,7 @@ def start_workers(processes, tmp_path, workdir, tag, extra=()):
         tf_config(ports, index), tmpdir=str(tmp_path / f"tmp{index}"))
 
 
-@pytest.mark.slow  # 20-60 s; the default suite checks this path more cheaply.
+@pytest.mark.slow  # 60 s. Default: collectives between two workers; resume.
 def test_two_workers_match_each_other_and_one_mirrored_process(
     tmp_path, processes):
   workdir = str(tmp_path / "multi_worker")
@@ -256,7 +256,7 @@ def test_entry_point_reports_malformed_tf_config(tmp_path, processes):
   assert not os.path.exists(os.path.join(workdir, "config.json"))
 
 
-@pytest.mark.slow  # 20-60 s; the default suite checks this path more cheaply.
+@pytest.mark.slow  # 23 s (waits for a timeout). Default: malformed TF_CONFIG.
 def test_unreachable_peer_stops_with_an_error(tmp_path, processes):
   # A lone leader (worker 0) and a lone worker 1, each in its own cluster
   # whose other address nobody listens on: both fail at the timeout.

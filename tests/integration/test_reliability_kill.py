@@ -233,7 +233,7 @@ def _signal_after_a_step(process, workdir, signum, start_step=0):
   process.process.wait(timeout=TIMEOUT)
 
 
-@pytest.mark.slow  # 20-60 s; the default suite checks this path more cheaply.
+@pytest.mark.slow  # 36 s. Default: kill once and resume (SIGKILL).
 def test_sigterm_and_sigint_stop_with_a_checkpoint(tmp_path):
   """Preemption (SIGTERM) and Ctrl-C (SIGINT) save the step they stop at:
   nothing is lost, and the same command continues from there."""
@@ -263,7 +263,7 @@ def test_sigterm_and_sigint_stop_with_a_checkpoint(tmp_path):
   assert "Traceback" not in log and "KeyboardInterrupt" not in log
 
 
-@pytest.mark.slow  # 20-60 s; the default suite checks this path more cheaply.
+@pytest.mark.slow  # 36 s. Default: tests/rundir/test_lock.py.
 def test_a_second_trainer_on_the_same_workdir_stops_at_once(tmp_path):
   workdir = str(tmp_path / "run")
   command = COMMAND + [f"--workdir={workdir}", "--num_steps=100000",
