@@ -12,6 +12,7 @@ LAYERS below is the whole table, bottom first:
   level  layer       modules
   0      _compat     tfglv._compat (the private TF/Keras APIs)
   0      _tf_import  tfglv._tf_import (imports TF without its banner)
+  0      gc_pause    tfglv.gc_pause (no garbage collection while tracing)
   1      configs     tfglv.configs
   1      cli         tfglv.cli (what the entry points share)
   2      grids       tfglv.grids or tfglv.images (image grids, PNGs)
@@ -61,6 +62,7 @@ ENTRY_POINTS = ("train", "export", "bench")
 LAYERS = (
     (0, "_compat", ("tfglv._compat",)),
     (0, "_tf_import", ("tfglv._tf_import",)),
+    (0, "gc_pause", ("tfglv.gc_pause",)),
     (1, "configs", ("tfglv.configs",)),
     (1, "cli", ("tfglv.cli",)),
     (2, "grids", ("tfglv.grids", "tfglv.images")),

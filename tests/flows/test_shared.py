@@ -11,8 +11,10 @@ from tfglv import flows
 from tfglv.flows import shared
 import flow_checks
 
-# Two repeated steps per level and a prior block: 7 blocks of 4 kinds.
-_NUM_BLOCKS, _NUM_KINDS = 7, 4
+# Two repeated steps per level and a prior block: 7 blocks of 4 kinds, of
+# which the prior block, the only one of its kind, runs inline: 6 calls of
+# 3 functions.
+_NUM_CALLS, _NUM_KINDS = 6, 3
 
 
 def _flow():
@@ -82,7 +84,7 @@ def test_each_kind_is_traced_once():
   graph = run.get_concrete_function(x, z).graph
   calls = [op for op in graph.get_operations()
            if op.type in ("PartitionedCall", "StatefulPartitionedCall")]
-  assert len(calls) == _NUM_BLOCKS
+  assert len(calls) == _NUM_CALLS
   assert len({op.get_attr("f").name for op in calls}) == _NUM_KINDS
   assert shared.tracing_count(layer) == _NUM_KINDS
   run.get_concrete_function(tf.identity(x), z)  # A retrace traces no kind.
@@ -100,3 +102,19 @@ def test_eager_calls_and_initialisation_run_inline():
   initializing = shared.block(layer, layer.level_steps[0][0][0],
                               initializing=True)
   assert not isinstance(initializing, shared.SharedBlock)
+
+
+def test_a_block_alone_of_its_kind_runs_inline():
+  layer = _flow()
+  peers = layer.blocks()
+  assert len(peers) == 7
+  prior = layer.level_priors[1][0]
+  step = layer.level_steps[1][0][0]
+  assert not isinstance(shared.block(layer, prior, peers=peers),
+                        shared.SharedBlock)
+  assert isinstance(shared.block(layer, step, peers=peers), shared.SharedBlock)
+  # Without peers every block is shared (a caller that cannot count), and
+  # so is every block at inference (cached), which traces many signatures.
+  assert isinstance(shared.block(layer, prior), shared.SharedBlock)
+  assert isinstance(shared.block(layer, prior, peers=peers, cached=True),
+                    shared.SharedBlock)

@@ -22,6 +22,7 @@ from typing import Dict, Iterator, Optional, Sequence, Tuple
 import keras
 import tensorflow as tf
 
+from tfglv import gc_pause
 from tfglv.export_lib import signatures as signatures_lib
 from tfglv.rundir import layout
 from tfglv.rundir import lock
@@ -50,13 +51,16 @@ def write_saved_model(model, path: str,
   if signatures_lib.SERVING_DEFAULT in names:
     names.remove(signatures_lib.SERVING_DEFAULT)
     names.insert(0, signatures_lib.SERVING_DEFAULT)
-  archive = keras.export.ExportArchive()
-  archive.track(model)
-  for name in names:
-    archive.add_endpoint(
-        name, functions.function(name),
-        input_signature=functions.specs[name].input_signature)
-  archive.write_out(path, verbose=False)
+  # Tracing every signature, and saving (which traces them again), with
+  # the garbage collector paused (`gc_pause`).
+  with gc_pause.paused():
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    for name in names:
+      archive.add_endpoint(
+          name, functions.function(name),
+          input_signature=functions.specs[name].input_signature)
+    archive.write_out(path, verbose=False)
 
 
 def check_model_name(model_name: str) -> str:

@@ -172,6 +172,12 @@ class MultiScaleFlowLayer(base.FlowLayer):
     return MultiScaleFlow(self, initializing=initializing, cached=cached,
                           name=self.name)
 
+  def blocks(self) -> list:
+    """Every Glow step and prior block, in order."""
+    return [block for steps, priors in zip(self.level_steps,
+                                           self.level_priors)
+            for block in [s for sub in steps for s in sub] + priors]
+
   def disassemble(self, v) -> List[tf.Tensor]:
     """Splits image-shaped v into its latent pieces (internals, then top)."""
     squeezer = squeeze.Squeeze()
@@ -218,13 +224,16 @@ class MultiScaleFlow(base.FlowBijector):
     """(chain or None, prior block layer or None) per sub-block of a level."""
     layer = self._layer
     priors = layer.level_priors[index]
+    peers = layer.blocks()
     blocks = []
     for j, steps in enumerate(layer.level_steps[index]):
       # Repeated blocks share one traced function (`shared`).
-      members = [shared.block(layer, s, **self._options) for s in steps]
+      members = [shared.block(layer, s, peers=peers, **self._options)
+                 for s in steps]
       prior = priors[j] if priors else None
       if prior is not None:
-        members.append(shared.block(layer, prior, **self._options))
+        members.append(shared.block(layer, prior, peers=peers,
+                                    **self._options))
       if index > 0 and j == 0:
         members.insert(0, squeeze.Squeeze())
       blocks.append((base.FlowChain(members) if members else None, prior))

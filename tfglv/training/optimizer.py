@@ -147,7 +147,15 @@ class ReducedGradientAdamW(keras.optimizers.AdamW):
       variable = variable.value
     scalars = self._scalars(learning_rate, dtype, variable.device)
     if self.weight_decay:
-      variable.assign_sub(variable * scalars["decay"])
+      # Raw ops: `variable.assign_sub(variable * decay)` makes the same
+      # three ops through two layers of variable-operator dispatch, which
+      # took a third of the optimizer's tracing (1,152 variables at full
+      # size).
+      value = tf.raw_ops.ReadVariableOp(resource=variable.handle,
+                                        dtype=dtype)
+      tf.raw_ops.AssignSubVariableOp(
+          resource=variable.handle,
+          value=tf.raw_ops.Mul(x=value, y=scalars["decay"]))
     momentum, velocity = _compat.adam_slots(self, variable)
     tf.raw_ops.ResourceApplyAdam(
         var=variable.handle, m=momentum.value.handle,

@@ -12,6 +12,7 @@ import warnings
 import tensorflow as tf
 
 from tfglv import _compat
+from tfglv import gc_pause
 from tfglv import kl_budget
 from tfglv import loss_scale
 from tfglv import update_step
@@ -75,12 +76,13 @@ class TrainStep:
     `train_step`: the calls of the shared flow blocks (`tfglv.flows.shared`)
     keep Grappler's defaults."""
     if iterator is not self._traced_for:
-      self._concrete = self.function.get_concrete_function(iterator)
+      with gc_pause.paused():  # Python builds the graphs.
+        self._concrete = self.function.get_concrete_function(iterator)
+        if self.strategy.num_replicas_in_sync == 1:
+          grads = self._concrete.structured_outputs[0]
+          self.apply_function.get_concrete_function(
+              [tf.TensorSpec(g.shape, g.dtype) for g in grads])
       self._traced_for = iterator
-      if self.strategy.num_replicas_in_sync == 1:
-        grads = self._concrete.structured_outputs[0]
-        self.apply_function.get_concrete_function(
-            [tf.TensorSpec(g.shape, g.dtype) for g in grads])
     return self._concrete
 
   def train_step(self, iterator) -> Dict[str, tf.Tensor]:
