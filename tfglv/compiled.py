@@ -175,19 +175,16 @@ def inference(*names: str):
         return method(model, *args, **kwargs)
       with _compat.graph_rewrites_off(*_REWRITES_OFF):
         if functions[key] is None:
-          # The trace and the first call, which optimises the graph, with
-          # the garbage collector paused (`gc_pause`).
+          # A partial, not a closure: TF counts retraces per code object,
+          # and would warn of "retracing" when several of these first trace.
+          function = tf.function(
+              functools.partial(_run, method, model, static, tensor_names),
+              input_signature=specs, autograph=False)
+          # Called directly, the concrete function skips tf.function's
+          # dispatch (its cache lookup hashes every captured variable).
+          # Traced with the garbage collector paused (`gc_pause`).
           with gc_pause.paused():
-            # A partial, not a closure: TF counts retraces per code
-            # object, and would warn of "retracing" when several of these
-            # first trace.
-            function = tf.function(
-                functools.partial(_run, method, model, static, tensor_names),
-                input_signature=specs, autograph=False)
-            # Called directly, the concrete function skips tf.function's
-            # dispatch (its cache lookup hashes every captured variable).
             functions[key] = (function, function.get_concrete_function())
-            return functions[key][1](*tensors)
         return functions[key][1](*tensors)
 
     return call
